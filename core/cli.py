@@ -1,0 +1,232 @@
+"""The ``criteria`` command line (typer + rich).
+
+Listing and inspecting commands must stay fast, so nothing here imports torch, transformers, peft,
+optuna or mlflow; commands that train import them when they run.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+from rich.tree import Tree
+
+from criteria import __version__
+from criteria.errors import CriteriaError, render_value
+from criteria.kinds import KINDS
+from criteria.params import params_of
+from criteria.registry import PluginInfo, Registry, get_registry
+
+app = typer.Typer(
+    name="criteria",
+    help="Fine-tune transformer criterion classifiers and search their hyperparameters, from plugins.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+plugins_app = typer.Typer(help="List and inspect the installed plugins.", no_args_is_help=True)
+app.add_typer(plugins_app, name="plugins")
+
+console = Console()
+err_console = Console(stderr=True)
+
+SpecArg = typer.Argument(..., help="Study spec (TOML).", show_default=False)
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"criteria {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
+) -> None:
+    """criteria: criterion classifiers, tuned with Optuna, built from plugins."""
+
+
+# --- plugins ---------------------------------------------------------------------------------
+
+
+def _plugin_record(info: PluginInfo) -> dict:
+    availability = info.availability()
+    return {
+        "kind": info.kind.name,
+        "name": info.name,
+        "summary": info.cls.summary,
+        "distribution": info.distribution,
+        "version": info.version,
+        "requires": info.cls.requires.describe(),
+        "available": availability.ok,
+        "reason": availability.reason,
+        "params": {
+            name: {
+                "default": param.default,
+                "bounds": param.bounds,
+                "search": param.declared.as_dict() if param.declared else None,
+            }
+            for name, param in params_of(info.cls.Config).items()
+        },
+    }
+
+
+@plugins_app.command("list")
+def plugins_list(
+    as_json: bool = typer.Option(False, "--json", help="Print JSON for machines."),
+    kind: Optional[str] = typer.Option(None, "--kind", "-k", help="Only this kind (optimizer, scheduler, ...)."),
+) -> None:
+    """Every plugin by kind: summary, source distribution, and whether it runs here."""
+    registry = get_registry()
+    kinds = [k for k in KINDS if kind in (None, k.name)]
+    if kind is not None and not kinds:
+        raise CriteriaError(f"unknown kind {kind!r}; kinds: {', '.join(k.name for k in KINDS)}")
+    if as_json:
+        payload = {
+            "plugins": [_plugin_record(info) for k in kinds for info in registry.plugins(k).values()],
+            "broken": [vars(b) for b in registry.broken],
+        }
+        print(json.dumps(payload, indent=2, default=render_value))
+        return
+    for k in kinds:
+        plugins = registry.plugins(k)
+        table = Table(title=f"{k.title} ({len(plugins)})", title_justify="left", expand=False)
+        table.add_column("name", style="bold cyan", no_wrap=True)
+        table.add_column("summary")
+        table.add_column("source", no_wrap=True)
+        table.add_column("available here")
+        for info in plugins.values():
+            availability = info.availability()
+            status = "[green]yes[/]" if availability else f"[yellow]no[/]: {availability.reason}"
+            table.add_row(info.name, info.cls.summary, info.source, status)
+        console.print(table)
+    _print_broken(registry)
+
+
+def _print_broken(registry: Registry) -> None:
+    if not registry.broken:
+        return
+    table = Table(title=f"Broken plugins ({len(registry.broken)})", title_justify="left", title_style="bold red")
+    table.add_column("source", no_wrap=True)
+    table.add_column("what")
+    table.add_column("reason", style="red")
+    for broken in registry.broken:
+        table.add_row(broken.source, broken.what, broken.reason)
+    console.print(table)
+
+
+@plugins_app.command("show")
+def plugins_show(
+    name: str = typer.Argument(..., help="Plugin name, e.g. lion."),
+    kind: Optional[str] = typer.Option(None, "--kind", "-k", help="Kind, when several kinds share the name."),
+) -> None:
+    """A plugin's config fields: default, valid bounds and default search range."""
+    registry = get_registry()
+    matches = [info for info in registry.find(name) if kind in (None, info.kind.name)]
+    if not matches:
+        if kind:
+            registry.get(kind, name)  # raises with "did you mean"
+        known = sorted({info.name for info in registry})
+        from criteria.errors import did_you_mean
+
+        raise CriteriaError(f"no plugin named {name!r}{did_you_mean(name, known)}. Run `criteria plugins list`.")
+    if len(matches) > 1:
+        kinds = ", ".join(info.kind.name for info in matches)
+        raise CriteriaError(f"several plugins are named {name!r} (kinds: {kinds}); add --kind KIND")
+    info = matches[0]
+    availability = info.availability()
+    console.print(f"[bold cyan]{info.kind.name} {info.name}[/]: {info.cls.summary}")
+    console.print(f"source: {info.source}")
+    if info.cls.requires.describe():
+        console.print(f"requires: {info.cls.requires.describe()}")
+    console.print("available here: " + ("[green]yes[/]" if availability else f"[yellow]no[/]: {availability.reason}"))
+    params = params_of(info.cls.Config)
+    if not params:
+        console.print("no parameters")
+        return
+    table = Table(title="parameters", title_justify="left")
+    for column in ("name", "default", "valid bounds", "default search", "description"):
+        table.add_column(column)
+    for param in params.values():
+        search = param.declared.describe() if param.declared else "[dim]fixed unless the spec searches it[/]"
+        table.add_row(param.name, render_value(param.default), param.bounds, search, param.field.description or "")
+    console.print(table)
+
+
+# --- specs -----------------------------------------------------------------------------------
+
+
+@app.command()
+def validate(spec: Path = SpecArg) -> None:
+    """Check a spec against the schema and the installed plugins, without running anything."""
+    from criteria.spec import load_spec
+
+    loaded = load_spec(spec)
+    dims = len(loaded.space.dimensions())
+    console.print(f"[green]ok[/]: {spec} is valid ({dims} search dimensions).")
+
+
+@app.command()
+def space(spec: Path = SpecArg) -> None:
+    """Print the resolved search space as a tree: kind, plugin, parameter, distribution."""
+    from criteria.spec import load_spec
+
+    loaded = load_spec(spec)
+    search = loaded.space
+    dims = search.dimensions()
+    tree = Tree(f"[bold]search space of {spec}[/]: {len(dims)} dimensions")
+    study = tree.add("[bold]study[/] (fixed for the whole study)")
+    for kind_name, plugin in loaded.study_plugins.items():
+        node = study.add(f"{kind_name} = [cyan]{plugin.name}[/]")
+        for key, value in plugin.config.model_dump().items():
+            node.add(f"{key} = {render_value(value)}")
+    _add_config_space(tree.add("[bold]train[/]"), search.train)
+    for kind_space in search.kinds.values():
+        names = list(kind_space.options)
+        label = f"[bold]{kind_space.kind.name}[/]"
+        label += f" = choice({', '.join(names)})" if len(names) > 1 else f" = [cyan]{names[0]}[/] (fixed)"
+        node = tree.add(label)
+        for name, (info, config_space) in kind_space.options.items():
+            _add_config_space(node.add(f"[cyan]{name}[/] [dim]({info.source})[/]"), config_space)
+    console.print(tree)
+
+
+def _add_config_space(node: Tree, config_space) -> None:
+    for name, search in config_space.searched.items():
+        node.add(f"{config_space.prefix}.{name} ~ [magenta]{search.describe()}[/]")
+    for name, value in config_space.fixed.items():
+        node.add(f"{config_space.prefix}.{name} = {render_value(value)} [dim](frozen)[/]")
+
+
+@app.command()
+def run(spec: Path = SpecArg) -> None:
+    """Run a study (not built yet: this release validates specs and builds search spaces only)."""
+    from criteria.spec import load_spec
+
+    load_spec(spec)
+    raise CriteriaError(
+        "training is not built yet: `criteria run` will run the study once the engine lands. "
+        f"{spec} is valid; `criteria space {spec}` shows what it would search."
+    )
+
+
+def main() -> None:
+    """Entry point: user errors print as messages, never as tracebacks."""
+    try:
+        app()
+    except CriteriaError as exc:
+        err_console.print(Text("error: ", style="bold red") + Text(str(exc)), highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

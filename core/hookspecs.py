@@ -1,0 +1,65 @@
+"""The hooks a plugin distribution implements. One hook per kind of plugin.
+
+Each hook receives ``register``, a callback taking one or more plugin classes::
+
+    from criteria import hookimpl
+
+    @hookimpl
+    def register_optimizers(register):
+        register(MyOptimizer)
+
+A distribution makes its module known through an entry point in the ``criteria`` group::
+
+    [project.entry-points.criteria]
+    my_optimizers = "my_package.optimizers"
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("criteria")
+
+Register = Callable[..., None]
+
+
+@hookspec
+def register_optimizers(register: Register) -> None:
+    """Register optimizer plugins (subclasses of ``criteria.OptimizerPlugin``)."""
+
+
+@hookspec
+def register_schedulers(register: Register) -> None:
+    """Register learning-rate scheduler plugins (subclasses of ``criteria.SchedulerPlugin``)."""
+
+
+@hookspec
+def register_peft_methods(register: Register) -> None:
+    """Register parameter-efficient fine-tuning plugins (subclasses of ``criteria.PeftPlugin``)."""
+
+
+@hookspec
+def register_heads(register: Register) -> None:
+    """Register classification-head plugins (subclasses of ``criteria.HeadPlugin``)."""
+
+
+@hookspec
+def register_losses(register: Register) -> None:
+    """Register loss plugins (subclasses of ``criteria.LossPlugin``)."""
+
+
+@hookspec
+def register_pruners(register: Register) -> None:
+    """Register Optuna pruner plugins (subclasses of ``criteria.PrunerPlugin``)."""
+
+
+@hookspec
+def register_samplers(register: Register) -> None:
+    """Register Optuna sampler plugins (subclasses of ``criteria.SamplerPlugin``)."""
+
+
+@hookspec
+def register_backends(register: Register) -> None:
+    """Register hardware-backend plugins (subclasses of ``criteria.BackendPlugin``)."""

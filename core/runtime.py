@@ -1,0 +1,68 @@
+"""The runtime a backend plugin builds: where and how the engine runs a model.
+
+Backends decide the values (device, precision, compilation, ...); this class applies them with
+torch, so every backend gets the same, tested mechanics.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Any, ContextManager
+
+_DTYPES = {"bf16": "bfloat16", "fp16": "float16"}
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """``device`` as torch spells it; ``precision`` is fp32, bf16 or fp16 (autocast; fp16 also
+    uses a gradient scaler); ``compile_mode`` None disables ``torch.compile``."""
+
+    device: str = "cpu"
+    precision: str = "fp32"
+    compile_mode: str | None = None
+    gradient_checkpointing: bool = False
+    attention: str | None = None
+
+    @property
+    def device_type(self) -> str:
+        return self.device.split(":")[0]
+
+    @property
+    def autocast_dtype(self) -> Any:
+        import torch
+
+        name = _DTYPES.get(self.precision)
+        return getattr(torch, name) if name else None
+
+    def autocast(self) -> ContextManager[Any]:
+        """Mixed-precision context for forward passes (a no-op in fp32)."""
+        import torch
+
+        dtype = self.autocast_dtype
+        if dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device_type, dtype=dtype)
+
+    def grad_scaler(self) -> Any:
+        """A ``torch.amp.GradScaler`` for fp16, else None (bf16 and fp32 need none)."""
+        import torch
+
+        if self.precision != "fp16":
+            return None
+        return torch.amp.GradScaler(self.device_type)
+
+    def model_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for ``from_pretrained`` (the attention implementation)."""
+        return {"attn_implementation": self.attention} if self.attention else {}
+
+    def prepare(self, model: Any) -> Any:
+        """Move a model to the device and apply checkpointing and compilation."""
+        import torch
+
+        model = model.to(self.device)
+        if self.gradient_checkpointing and hasattr(model, "gradient_checkpointing_enable"):
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if self.compile_mode is not None:
+            model = torch.compile(model, mode=self.compile_mode)
+        return model

@@ -1,0 +1,78 @@
+"""The core-owned sections of a spec: study, data, model and train.
+
+``TrainConfig`` holds knobs every trial shares whatever plugins it uses (batch size, dropout,
+clipping, ...). Its fields declare search ranges exactly like plugin configs, so a spec can fix or
+search them the same way (``batch_size = {choices = [16, 32]}``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from criteria.ranges import ChoiceParam, FloatParam, IntParam
+
+METRICS = (
+    "macro_f1", "f1", "precision", "recall", "roc_auc", "pr_auc", "mcc", "balanced_accuracy",
+    "accuracy", "loss",
+)
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StudySection(Section):
+    """How the Optuna study runs."""
+
+    name: str = Field("criteria-study", min_length=1, description="Study name in Optuna and MLflow.")
+    trials: int | None = Field(20, ge=1, description="Number of trials to run (None: until timeout).")
+    timeout_minutes: float | None = Field(None, gt=0, description="Stop starting trials after this.")
+    direction: Literal["maximize", "minimize"] = "maximize"
+    metric: Literal[METRICS] = Field("macro_f1", description="Validation metric the study optimises.")  # type: ignore[valid-type]
+    epoch_reduction: Literal["best", "last"] = Field("best", description="Objective over epochs.")
+    fold_reduction: Literal["mean", "median"] = Field("mean", description="Objective over folds.")
+    storage: str | None = Field(None, description="Optuna storage URL (default: SQLite file here).")
+    seed: int = Field(42, ge=0)
+
+
+class DataSection(Section):
+    """Where the examples come from and how they are split. Paths are relative to the spec file."""
+
+    format: Literal["redsm5", "pairs"] = "redsm5"
+    path: Path | None = Field(None, description="Data folder or file (default: the embedded corpus).")
+    criteria: Path | None = Field(None, description="Criteria JSON (default: the embedded criteria).")
+    max_length: int = Field(256, ge=16, le=8192, description="Tokens per (post, criterion) pair.")
+    split: Literal["holdout", "kfold"] = "holdout"
+    folds: int = Field(5, ge=2, le=20, description="Number of folds when split = 'kfold'.")
+    validation_fraction: float = Field(0.2, gt=0, lt=1)
+    test_fraction: float = Field(0.2, ge=0, lt=1, description="Posts held out from the whole study.")
+
+
+class ModelSection(Section):
+    """Which encoder to fine-tune."""
+
+    name: str | None = Field(None, description="Hub name or local path (default: embedded MiniLM).")
+
+
+class TrainConfig(Section):
+    """Knobs shared by every trial. Not searched unless the spec gives a range."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+    epochs: int = IntParam(3, ge=1, le=100, search=(2, 6), description="Maximum epochs per trial.")
+    batch_size: int = ChoiceParam(16, search=(8, 16, 32), description="Examples per forward pass.")
+    effective_batch_size: int | None = Field(
+        None, ge=1, description="Target batch per optimizer step, reached by gradient accumulation."
+    )
+    eval_batch_size: int = Field(64, ge=1)
+    hidden_dropout: float = FloatParam(0.1, ge=0.0, le=0.9, search=(0.0, 0.3))
+    attention_dropout: float = FloatParam(0.1, ge=0.0, le=0.9, search=(0.0, 0.3))
+    max_grad_norm: float = ChoiceParam(1.0, search=(0.0, 1.0, 2.0, 5.0), description="0 disables clipping.")
+    warmup_ratio: float = FloatParam(0.06, ge=0.0, le=0.5, search=(0.0, 0.2))
+    head_lr_multiplier: float = FloatParam(1.0, ge=0.1, le=100.0, search=(1.0, 20.0), log=True)
+    layerwise_lr_decay: float = FloatParam(1.0, ge=0.5, le=1.0, search=(0.75, 0.95), description="1 is off.")
+    patience: int = Field(2, ge=0, description="Epochs without improvement before stopping (0: never).")
+    min_delta: float = Field(0.0, ge=0.0)

@@ -1,0 +1,270 @@
+"""Reading a study spec (TOML) into validated sections and a search space.
+
+Every problem is collected, located by file and TOML key path, and raised together as one
+:class:`~criteria.errors.SpecError`; nothing here lets a traceback reach the user.
+
+A plugin-kind section either fixes a plugin or searches several::
+
+    [optimizer]
+    use = ["adamw", "lion"]          # default: every available plugin of the kind
+    [optimizer.adamw]
+    lr = {low = 1e-5, high = 1e-4}   # narrowed (or moved) range, inside the field's bounds
+    weight_decay = 0.01              # frozen
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from criteria.errors import CriteriaError, SpecError, SpecProblem, did_you_mean
+from criteria.kinds import KINDS, Kind
+from criteria.plugin import Plugin
+from criteria.registry import Registry, get_registry
+from criteria.search_space import ConfigSpace, KindSpace, SearchSpace, build_config_space
+from criteria.sections import DataSection, ModelSection, StudySection, TrainConfig
+
+_CORE_SECTIONS: dict[str, type[BaseModel]] = {
+    "study": StudySection,
+    "data": DataSection,
+    "model": ModelSection,
+}
+_KIND_KEYS = {"use", "search_params"}
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A validated spec: core sections, the per-trial search space and the study-level plugins."""
+
+    path: Path
+    raw: dict[str, Any]
+    study: StudySection
+    data: DataSection
+    model: ModelSection
+    space: SearchSpace
+    study_plugins: dict[str, Plugin]
+
+    @property
+    def sampler(self) -> Plugin:
+        return self.study_plugins["sampler"]
+
+    @property
+    def pruner(self) -> Plugin:
+        return self.study_plugins["pruner"]
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """Parse a TOML file; a missing file, bad encoding or bad syntax becomes a :class:`SpecError`."""
+    if not path.is_file():
+        raise CriteriaError(f"spec file not found: {path}. Check the path (it is relative to {Path.cwd()}).")
+    try:
+        return tomllib.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise SpecError(str(path), [SpecProblem(
+            "", f"the file is not UTF-8 text (byte {exc.start})", hint="save it as UTF-8"
+        )]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(str(path), [SpecProblem(
+            "", f"not valid TOML: {exc}",
+            hint="check quotes around strings, '=' between key and value, and [section] headers",
+        )]) from None
+
+
+def load_spec(path: str | Path, registry: Registry | None = None) -> Spec:
+    """Read and validate a spec file against the registered plugins."""
+    path = Path(path)
+    return parse_spec(read_toml(path), path, registry or get_registry())
+
+
+def parse_spec(raw: dict[str, Any], path: Path, registry: Registry) -> Spec:
+    problems: list[SpecProblem] = []
+    kinds = {kind.name: kind for kind in KINDS}
+    known = [*_CORE_SECTIONS, "train", *kinds]
+    for key in raw:
+        if key not in known:
+            problems.append(SpecProblem(
+                key, f"unknown section [{key}]{did_you_mean(key, known)}",
+                allowed=", ".join(known),
+            ))
+
+    sections: dict[str, BaseModel] = {}
+    for name, model in _CORE_SECTIONS.items():
+        table = raw.get(name, {})
+        if not isinstance(table, dict):
+            problems.append(SpecProblem(name, f"[{name}] must be a table", given=table,
+                                        hint=f"write a [{name}] header followed by key = value lines"))
+            table = {}
+        try:
+            sections[name] = model(**table)
+        except ValidationError as exc:
+            problems.extend(_pydantic_problems(exc, name, model))
+            sections[name] = model.model_construct()
+
+    train_table = raw.get("train", {})
+    if not isinstance(train_table, dict):
+        problems.append(SpecProblem("train", "[train] must be a table", given=train_table))
+        train_table = {}
+    train = build_config_space(
+        TrainConfig, train_table, prefix="train", search_declared=False, allow_search=True,
+        problems=problems, owner="[train]",
+    )
+
+    per_trial: dict[str, KindSpace] = {}
+    study_plugins: dict[str, Plugin] = {}
+    for kind in KINDS:
+        kind_space = _kind_space(kind, raw.get(kind.name), registry, problems)
+        if kind_space is None:
+            continue
+        if kind.per_trial:
+            per_trial[kind.name] = kind_space
+        else:
+            study_plugins[kind.name] = kind_space.default()
+
+    if problems:
+        raise SpecError(str(path), problems)
+    return Spec(
+        path=path, raw=raw, study=sections["study"], data=sections["data"],  # type: ignore[arg-type]
+        model=sections["model"], space=SearchSpace(train, per_trial),  # type: ignore[arg-type]
+        study_plugins=study_plugins,
+    )
+
+
+def _kind_space(kind: Kind, section: Any, registry: Registry, problems: list[SpecProblem]) -> KindSpace | None:
+    plugins = registry.plugins(kind)
+    if section is None:
+        section = {}
+    elif isinstance(section, (str, list)):  # shorthand: `optimizer = "adamw"`
+        section = {"use": section}
+    elif not isinstance(section, dict):
+        problems.append(SpecProblem(
+            kind.name, f"[{kind.name}] must be a table or a plugin name", given=section,
+            hint=f'write [{kind.name}] then use = "{next(iter(plugins), "name")}"',
+        ))
+        return None
+
+    search_params = section.get("search_params", kind.searched_by_default)
+    if not isinstance(search_params, bool):
+        problems.append(SpecProblem(f"{kind.name}.search_params", "must be true or false", given=search_params))
+        return None
+    if search_params and not kind.per_trial:
+        problems.append(SpecProblem(
+            f"{kind.name}.search_params", f"the {kind.name} is chosen once per study; nothing to search",
+            given=search_params, hint="remove search_params",
+        ))
+        return None
+
+    use = _resolve_use(kind, section.get("use"), registry, problems)
+    if use is None:
+        return None
+    given_use = section.get("use")
+    names_given = set([given_use] if isinstance(given_use, str) else given_use or [])
+
+    options = {}
+    for name in use:
+        table = section.get(name, {})
+        if not isinstance(table, dict):
+            problems.append(SpecProblem(f"{kind.name}.{name}", "plugin settings must be a table", given=table,
+                                        hint=f"write [{kind.name}.{name}] then key = value lines"))
+            table = {}
+        info = plugins[name]
+        space = build_config_space(
+            info.cls.Config, table, prefix=f"{kind.name}.{name}", search_declared=search_params,
+            allow_search=kind.per_trial, problems=problems, owner=f"{kind.name} {name!r}",
+        )
+        options[name] = (info, space)
+
+    for key, value in section.items():
+        if key in _KIND_KEYS or key in use or key in names_given:
+            continue
+        if key in plugins:
+            problems.append(SpecProblem(
+                f"{kind.name}.{key}", f"settings for {kind.name} {key!r}, which is not in {kind.name}.use",
+                given=value, allowed=", ".join(use), hint=f"add {key!r} to {kind.name}.use or remove [{kind.name}.{key}]",
+            ))
+        else:
+            candidates = [*plugins, *_KIND_KEYS]
+            problems.append(SpecProblem(
+                f"{kind.name}.{key}", f"unknown key or {kind.name}{did_you_mean(key, candidates)}",
+                given=value, allowed="use, search_params, or a table per plugin: " + ", ".join(plugins),
+            ))
+    return KindSpace(kind, options)
+
+
+def _resolve_use(kind: Kind, use: Any, registry: Registry, problems: list[SpecProblem]) -> list[str] | None:
+    plugins = registry.plugins(kind)
+    key = f"{kind.name}.use"
+    if use is None:
+        available = [name for name, info in plugins.items() if info.availability()]
+        if not available:
+            problems.append(SpecProblem(
+                kind.name, f"no {kind.name} plugin is available on this machine",
+                hint="run `criteria plugins list` to see why",
+            ))
+            return None
+        if kind.searched_by_default:
+            return available
+        return [max(available, key=lambda n: plugins[n].cls.priority)]
+
+    names = [use] if isinstance(use, str) else use
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        problems.append(SpecProblem(key, "must be a plugin name or a list of names", given=use,
+                                    allowed=", ".join(plugins)))
+        return None
+    if not names:
+        problems.append(SpecProblem(key, "the list of plugins is empty", given=use, allowed=", ".join(plugins),
+                                    hint=f"name at least one {kind.name}, or remove `use` to search all"))
+        return None
+    if not kind.per_trial and len(names) > 1:
+        problems.append(SpecProblem(
+            key, f"the {kind.name} is chosen once per study, so name exactly one", given=use,
+            allowed=", ".join(plugins), hint=f'use = "{names[0]}"',
+        ))
+        return None
+    valid = []
+    for name in names:
+        if name in plugins:
+            availability = plugins[name].availability()
+            if availability:
+                valid.append(name)
+            else:
+                problems.append(SpecProblem(
+                    key, f"{kind.name} {name!r} is not available here: {availability.reason}", given=use,
+                    hint=f"install what it needs or remove {name!r} from {key}",
+                ))
+            continue
+        broken = registry.broken_plugin(kind.name, name)
+        reason = f"; it failed to load from {broken.source}: {broken.reason}" if broken else ""
+        problems.append(SpecProblem(
+            key, f"unknown {kind.name} {name!r}{did_you_mean(name, plugins)}{reason}", given=use,
+            allowed=", ".join(plugins), hint="run `criteria plugins list` to see every plugin",
+        ))
+    if len(set(names)) != len(names):
+        problems.append(SpecProblem(key, "a plugin is listed twice", given=use))
+    # Keep checking the valid names' settings so every problem is reported in one go.
+    return list(dict.fromkeys(valid)) or None
+
+
+def _pydantic_problems(exc: ValidationError, section: str, model: type[BaseModel]) -> list[SpecProblem]:
+    from criteria.params import params_of
+
+    params = params_of(model)
+    problems = []
+    for error in exc.errors(include_url=False):
+        loc = [str(part) for part in error["loc"]]
+        key = ".".join([section, *loc])
+        field_name = loc[0] if loc else ""
+        if error["type"] == "extra_forbidden":
+            problems.append(SpecProblem(
+                key, f"unknown key {field_name!r} in [{section}]{did_you_mean(field_name, params)}",
+                given=error["input"], allowed=", ".join(params),
+            ))
+            continue
+        param = params.get(field_name)
+        allowed = param.bounds if param else ""
+        hint = f"the default is {param.default!r}" if param and param.default is not None else ""
+        problems.append(SpecProblem(key, error["msg"], given=error.get("input"), allowed=allowed, hint=hint))
+    return problems

@@ -1,0 +1,54 @@
+"""Shared fixtures: the real registry, and the fixture plugin distributions installed for real."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def registry():
+    from criteria.registry import Registry
+
+    return Registry.from_entry_points()
+
+
+@pytest.fixture(scope="session")
+def plugin_site(tmp_path_factory) -> Path:
+    """Build and install the demo and broken plugin distributions (real wheels, real dist-info)
+    into a private folder; put it on PYTHONPATH or sys.path to "have them installed"."""
+    target = tmp_path_factory.mktemp("site")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+         "--disable-pip-version-check", "--target", str(target),
+         str(FIXTURES / "criteria-demo-plugin"), str(FIXTURES / "criteria-broken-plugin")],
+        check=True,
+    )
+    return target
+
+
+@pytest.fixture
+def with_plugins(plugin_site, monkeypatch) -> Path:
+    """The fixture distributions importable in this process (and its children)."""
+    monkeypatch.syspath_prepend(str(plugin_site))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(plugin_site), os.environ.get("PYTHONPATH")])))
+    return plugin_site
+
+
+@pytest.fixture
+def cli():
+    """Run the ``criteria`` command in a subprocess, as a user would."""
+
+    def run(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "criteria.cli", *args],
+            capture_output=True, text=True, env={**os.environ, "COLUMNS": "200", **(env or {})}, cwd=cwd, timeout=120,
+        )
+
+    return run
