@@ -27,6 +27,13 @@ class CpuConfig(PluginConfig):
         return precision
 
 
+def _usable_cores() -> int:
+    """Cores this process may use (respects CPU affinity, unlike os.cpu_count())."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 class Cpu(BackendPlugin):
     name = "cpu"
     summary = "Train on the CPU, in fp32 or bf16 autocast, optionally compiled."
@@ -36,7 +43,7 @@ class Cpu(BackendPlugin):
         import torch
 
         c = self.config
-        torch.set_num_threads(c.threads or os.cpu_count() or 1)
+        torch.set_num_threads(c.threads or _usable_cores())
         return Runtime("cpu", c.precision, c.compile_mode if c.compile else None)
 
 

@@ -22,7 +22,8 @@ class ClsLinearHead(nn.Module):
 
 
 def inverse_frequency_weights(class_counts: Sequence[int]) -> torch.Tensor:
-    """Per-class weights proportional to 1 / frequency, scaled to average 1 (empty classes get 0)."""
+    """Per-class weights n / (k * count): 1 / frequency, averaging 1 when every class is present;
+    a class with no examples gets 0."""
     counts = torch.as_tensor(class_counts, dtype=torch.float32)
     weights = torch.where(counts > 0, counts.sum() / (len(counts) * counts.clamp(min=1)), torch.zeros_like(counts))
     return weights

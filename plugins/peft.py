@@ -24,15 +24,15 @@ TARGETS = {
 
 def target_modules(model: Any, targets: str) -> list[str] | str:
     """The names of ``model``'s linear layers that play the roles ``targets`` asks for."""
-    if targets == "all_linear":
-        return "all-linear"
-    suffixes = tuple(s for role in TARGETS[targets] for s in ROLE_SUFFIXES[role])
     import torch
 
-    names = [
-        name for name, module in model.named_modules()
-        if isinstance(module, torch.nn.Linear) and name.endswith(suffixes)
-    ]
+    linear = [name for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)]
+    if targets == "all_linear":
+        # The pooler is left out: the heads read the hidden states, so its adapter would never train.
+        names = [name for name in linear if "pooler" not in name]
+    else:
+        suffixes = tuple(s for role in TARGETS[targets] for s in ROLE_SUFFIXES[role])
+        names = [name for name in linear if name.endswith(suffixes)]
     if not names:
         raise ValueError(f"found no {targets} linear layers in {type(model).__name__}; try targets = 'all_linear'")
     return names

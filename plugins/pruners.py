@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from criteria import IntParam, PluginConfig, PrunerPlugin, hookimpl
-from pydantic import Field
+from pydantic import Field, model_validator
 
 
 class NoPruner(PrunerPlugin):
@@ -41,8 +41,16 @@ class Median(PrunerPlugin):
 
 class HyperbandConfig(PluginConfig):
     min_resource: int = IntParam(1, ge=1, le=1000, description="Epochs every trial gets at least.")
-    max_resource: int | Literal["auto"] = Field("auto", description="Epochs at most; 'auto' learns it from the first trial.")
+    max_resource: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
+        "auto", description="Epochs at most; 'auto' learns it from the first trial."
+    )
     reduction_factor: int = IntParam(3, ge=2, le=10, description="Keep 1/reduction_factor of trials per rung.")
+
+    @model_validator(mode="after")
+    def _max_not_below_min(self) -> HyperbandConfig:
+        if self.max_resource != "auto" and self.max_resource < self.min_resource:
+            raise ValueError(f"max_resource ({self.max_resource}) must be >= min_resource ({self.min_resource})")
+        return self
 
 
 class Hyperband(PrunerPlugin):
