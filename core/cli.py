@@ -204,15 +204,68 @@ def _add_config_space(node: Tree, config_space) -> None:
         node.add(f"{config_space.prefix}.{name} = {render_value(value)} [dim](frozen)[/]")
 
 
+def _progress():
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
+                               TimeElapsedColumn, TimeRemainingColumn)
+
+    return Progress(SpinnerColumn(), TextColumn("{task.description:<16}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=False)
+
+
+@app.command()
+def train(
+    spec: Path = SpecArg,
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Run folder (default: runs/<study>-<time>)."),
+    baseline: bool = typer.Option(True, help="Also score a TF-IDF + logistic-regression baseline on the test posts."),
+) -> None:
+    """Train one configuration (the spec's frozen values, else plugin defaults) and save a run folder."""
+    from datetime import datetime
+
+    from criteria.metrics import metrics_table
+    from criteria.spec import load_spec
+    from criteria.training import train_from_spec
+
+    loaded = load_spec(spec)
+    folder = output or Path("runs") / f"{loaded.study.name}-{datetime.now():%Y%m%d-%H%M%S}"
+    config = loaded.space.default()
+    console.print("training " + ", ".join(f"{k}=[cyan]{p.name}[/]" for k, p in config.plugins.items()))
+    with _progress() as progress:
+        result = train_from_spec(loaded, folder, progress=progress, baseline=baseline)
+    best = result.fit.best
+    console.print(metrics_table(result.validation, title=f"validation, best epoch {result.fit.best_epoch}"))
+    if result.test is not None:
+        console.print(metrics_table(result.test, title="held-out test posts"))
+        line = f"test macro-F1: [bold]{result.test['overall']['macro_f1']:.3f}[/]"
+        if result.baseline_test is not None:
+            line += f"   TF-IDF + logistic regression: {result.baseline_test['overall']['macro_f1']:.3f}"
+        console.print(line)
+    console.print(f"{spec.name}: {best.metrics['overall'][loaded.study.metric]:.3f} validation {loaded.study.metric}; "
+                  f"{result.seconds:.0f} s. Run folder: [bold]{result.folder}[/]")
+
+
+@app.command()
+def predict(
+    run_dir: Path = typer.Argument(..., help="A run folder from `criteria train` (or its model/ folder)."),
+    input: Path = typer.Option(..., "--input", "-i", help="CSV with columns post_id,text."),
+    output: Path = typer.Option(Path("predictions.csv"), "--output", "-o", help="Where to write the scores."),
+) -> None:
+    """Score every post against every criterion the model was trained on."""
+    from criteria.predict import predict_file
+
+    rows = predict_file(run_dir, input, output)
+    console.print(f"wrote {rows} rows to [bold]{output}[/]")
+
+
 @app.command()
 def run(spec: Path = SpecArg) -> None:
-    """Run a study (not built yet: this release validates specs and builds search spaces only)."""
+    """Run a study (not built yet: this release validates the spec and stops)."""
     from criteria.spec import load_spec
 
     load_spec(spec)
     raise CriteriaError(
-        "training is not built yet: `criteria run` will run the study once the engine lands. "
-        f"{spec} is valid; `criteria space {spec}` shows what it would search."
+        "the study runner is not built yet: `criteria run` does not run studies in this release. "
+        f"{spec} is valid; `criteria space {spec}` shows what it would search, and "
+        f"`criteria train {spec}` trains its default configuration."
     )
 
 

@@ -88,8 +88,9 @@ class Plugin:
     summary: ClassVar[str] = ""
     Config: ClassVar[type[PluginConfig]] = PluginConfig
     requires: ClassVar[Requirements] = Requirements()
-    # When a kind is not searched (a backend, a sampler, a pruner) and the spec names no plugin,
-    # the available plugin with the highest priority is used.
+    # When the spec names no plugin of a kind, the available plugin with the highest priority is
+    # the default: the one a single training run uses, and the one chosen for kinds that are not
+    # searched (backends, samplers, pruners).
     priority: ClassVar[int] = 0
 
     def __init__(self, config: PluginConfig | None = None, **values: Any) -> None:

@@ -74,5 +74,6 @@ class TrainConfig(Section):
     warmup_ratio: float = FloatParam(0.06, ge=0.0, le=0.5, search=(0.0, 0.2))
     head_lr_multiplier: float = FloatParam(1.0, ge=0.1, le=100.0, search=(1.0, 20.0), log=True)
     layerwise_lr_decay: float = FloatParam(1.0, ge=0.5, le=1.0, search=(0.75, 0.95), description="1 is off.")
+    tune_threshold: bool = Field(False, description="Tune the decision threshold on the validation split.")
     patience: int = Field(2, ge=0, description="Epochs without improvement before stopping (0: never).")
     min_delta: float = Field(0.0, ge=0.0)

@@ -205,9 +205,9 @@ def _resolve_use(kind: Kind, use: Any, registry: Registry, problems: list[SpecPr
                 hint="run `criteria plugins list` to see why",
             ))
             return None
-        if kind.searched_by_default:
-            return available
-        return [max(available, key=lambda n: plugins[n].cls.priority)]
+        # Highest priority first: it is the default when a single configuration is trained.
+        available.sort(key=lambda n: -plugins[n].cls.priority)
+        return available if kind.searched_by_default else available[:1]
 
     names = [use] if isinstance(use, str) else use
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):

@@ -14,6 +14,7 @@ class HeadConfig(PluginConfig):
 class LinearHead(HeadPlugin):
     name = "linear"
     summary = "A linear classifier on the [CLS] token, after dropout."
+    priority = 10
     Config = HeadConfig
 
     def build(self, hidden_size: int, num_labels: int) -> Any:

@@ -14,6 +14,7 @@ class CrossEntropyConfig(PluginConfig):
 class CrossEntropy(LossPlugin):
     name = "cross_entropy"
     summary = "Cross entropy over the two classes."
+    priority = 10
     Config = CrossEntropyConfig
 
     def build(self, class_counts: Sequence[int]) -> Any:

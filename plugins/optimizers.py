@@ -30,6 +30,7 @@ class AdamConfig(PluginConfig):
 class AdamW(OptimizerPlugin):
     name = "adamw"
     summary = "AdamW (torch): Adam with decoupled weight decay; the transformer fine-tuning default."
+    priority = 10
     Config = AdamConfig
 
     def build(self, groups: Iterable[dict[str, Any]]) -> Any:

@@ -41,6 +41,7 @@ def target_modules(model: Any, targets: str) -> list[str] | str:
 class NoPeft(PeftPlugin):
     name = "none"
     summary = "Full fine-tuning: every weight trains."
+    priority = 10
 
     def build(self, model: Any) -> Any:
         return model

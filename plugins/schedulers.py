@@ -10,6 +10,7 @@ from criteria import FloatParam, PluginConfig, SchedulerPlugin, hookimpl
 class Linear(SchedulerPlugin):
     name = "linear"
     summary = "Linear warmup, then linear decay to zero."
+    priority = 10
 
     def build(self, optimizer: Any, *, total_steps: int, warmup_steps: int = 0) -> Any:
         from transformers import get_linear_schedule_with_warmup

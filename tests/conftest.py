@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+sys.path.insert(0, str(Path(__file__).parent))  # tests/tiny_models.py
+
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
@@ -39,6 +41,26 @@ def with_plugins(plugin_site, monkeypatch) -> Path:
     monkeypatch.syspath_prepend(str(plugin_site))
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(plugin_site), os.environ.get("PYTHONPATH")])))
     return plugin_site
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory) -> Path:
+    from tiny_models import save_tiny_model
+
+    return save_tiny_model(tmp_path_factory.mktemp("tiny-bert"), "bert")
+
+
+@pytest.fixture(scope="session")
+def tiny_deberta(tmp_path_factory) -> Path:
+    from tiny_models import save_tiny_model
+
+    return save_tiny_model(tmp_path_factory.mktemp("tiny-deberta"), "deberta-v2")
+
+
+@pytest.fixture(autouse=True)
+def _private_token_cache(tmp_path_factory, monkeypatch):
+    """Tests never write to the user's cache; one cache per test session."""
+    monkeypatch.setenv("CRITERIA_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
 
 
 @pytest.fixture

@@ -27,7 +27,13 @@ def test_empty_spec_searches_every_available_plugin_of_per_trial_kinds(tmp_path,
     for kind_name, kind_space in spec.space.kinds.items():
         available = [n for n, info in registry.plugins(kind_name).items() if info.availability()]
         expected = available if kind_space.kind.searched_by_default else [kind_space.default().name]
-        assert list(kind_space.options) == expected, kind_name
+        assert sorted(kind_space.options) == sorted(expected), kind_name
+        # the default (what `criteria train` uses) is the highest-priority available plugin
+        top = max(registry.plugins(kind_name)[n].cls.priority for n in available)
+        assert type(kind_space.default()).priority == top, kind_name
+    defaults = {kind: plugin.name for kind, plugin in spec.space.default().plugins.items()}
+    assert defaults == {"optimizer": "adamw", "scheduler": "linear", "peft": "none", "head": "linear",
+                        "loss": "cross_entropy", "backend": "cpu"}
     # samplers and pruners are chosen once per study: the highest-priority available one
     assert spec.sampler.name == "tpe" and spec.pruner.name == "median"
     assert "backend" in spec.space.kinds and spec.space.kinds["backend"].default().name == "cpu"

@@ -1,0 +1,51 @@
+"""Data: corpora (ReDSM5 folders, pairs CSVs, the embedded corpus), criteria and splits.
+
+    corpus = load_corpus(spec.data, spec.path.parent)
+    rest, test = test_split(corpus, spec.data.test_fraction, seed)
+    splits = kfold(corpus, rest, spec.data.folds, seed)      # or [holdout(corpus, rest, 0.2, seed)]
+    for split in splits:
+        train_pairs = corpus.subset(split.train)              # text: corpus.text(pair)
+"""
+
+from criteria.data.corpus import (
+    CRITERION_NAMES,
+    STANDARD_IDS,
+    Corpus,
+    Criterion,
+    DataError,
+    Pair,
+    normalize_text,
+)
+from criteria.data.loaders import (
+    embedded_corpus,
+    embedded_criteria,
+    embedded_folder,
+    load_corpus,
+    load_criteria_json,
+    load_pairs_csv,
+    load_redsm5,
+    write_pairs_csv,
+)
+from criteria.data.splits import Split, holdout, kfold, test_split
+
+__all__ = [
+    "CRITERION_NAMES",
+    "STANDARD_IDS",
+    "Corpus",
+    "Criterion",
+    "DataError",
+    "Pair",
+    "Split",
+    "embedded_corpus",
+    "embedded_criteria",
+    "embedded_folder",
+    "holdout",
+    "kfold",
+    "load_corpus",
+    "load_criteria_json",
+    "load_pairs_csv",
+    "load_redsm5",
+    "normalize_text",
+    "test_split",
+    "write_pairs_csv",
+]

