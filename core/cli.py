@@ -257,16 +257,81 @@ def predict(
 
 
 @app.command()
-def run(spec: Path = SpecArg) -> None:
-    """Run a study (not built yet: this release validates the spec and stops)."""
+def run(
+    spec: Path = SpecArg,
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Plots and best model (default: outputs/<study>)."),
+    track: bool = typer.Option(True, help="Track the study in MLflow (MLFLOW_TRACKING_URI, else ./mlflow.db)."),
+) -> None:
+    """Run (or resume) the spec's study: trials, pruning, tracking, best-model export."""
     from criteria.spec import load_spec
+    from criteria.study import run_study
+    from criteria.study_report import export_best
 
-    load_spec(spec)
-    raise CriteriaError(
-        "the study runner is not built yet: `criteria run` does not run studies in this release. "
-        f"{spec} is valid; `criteria space {spec}` shows what it would search, and "
-        f"`criteria train {spec}` trains its default configuration."
-    )
+    loaded = load_spec(spec)
+    folder = output or Path("outputs") / loaded.study.name
+    with _progress() as progress:
+        total = loaded.study.trials
+        trials_task = progress.add_task("trials", total=total)
+
+        def on_trial(trial) -> None:
+            value = f"{trial.value:.4f}" if trial.value is not None else "-"
+            reason = trial.user_attrs.get("failure_reason", "")
+            progress.console.print(f"trial {trial.number}: {trial.state.name.lower()} {value} {reason}".rstrip())
+            progress.advance(trials_task)
+
+        def on_epoch(number, epoch) -> None:
+            progress.update(trials_task, description=f"trial {number} ep {epoch.epoch}: {epoch.value:.3f}")
+
+        study, summary, data, tracker = run_study(loaded, track=track, on_trial=on_trial, on_epoch=on_epoch)
+        export = None
+        if not summary.interrupted:
+            progress.update(trials_task, description="refit best")
+            export = export_best(study, loaded, data, folder, tracker, progress=progress)
+            if tracker:
+                tracker.finish()
+    _print_summary(summary, loaded.study.metric, export)
+
+
+def _print_summary(summary, metric: str, export=None) -> None:
+    table = Table(title=f"study {summary.name}" + (" (interrupted)" if summary.interrupted else ""),
+                  title_justify="left", show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    counts = summary.counts
+    table.add_row("trials", f"{counts['complete']} complete, {counts['pruned']} pruned, {counts['fail']} failed"
+                  + (f", {counts['running']} running" if counts.get("running") else ""))
+    if summary.best_value is not None:
+        table.add_row(f"best {metric}", f"{summary.best_value:.4f} (trial {summary.best_trial})")
+        table.add_row("best configuration", "\n".join(f"{k} = {v}" for k, v in summary.best_params.items()) or "-")
+    for number, reason in summary.failures[:5]:
+        table.add_row(f"trial {number} failed", reason)
+    if export is not None and export.test is not None:
+        table.add_row("test macro-F1", f"{export.test['overall']['macro_f1']:.4f} (best configuration, refit)")
+        table.add_row("baseline", f"{export.baseline_test['overall']['macro_f1']:.4f} (TF-IDF + logistic regression)")
+    if summary.seconds:
+        table.add_row("time", f"{summary.seconds:.0f} s")
+    table.add_row("storage", summary.storage)
+    table.add_row("tracking", summary.tracking)
+    if export is not None:
+        table.add_row("outputs", str(export.folder))
+    console.print(table)
+    if summary.interrupted:
+        console.print("interrupted: results so far are kept; run the same command again to resume.")
+
+
+study_app = typer.Typer(help="Inspect studies.", no_args_is_help=True)
+app.add_typer(study_app, name="study")
+
+
+@study_app.command("status")
+def study_status(spec: Path = SpecArg) -> None:
+    """Progress of a running or finished study, read from its storage."""
+    from criteria.spec import load_spec
+    from criteria.study import load_study, summarize
+
+    loaded = load_spec(spec)
+    study = load_study(loaded, create=False)
+    _print_summary(summarize(study, loaded, 0.0, False, None), loaded.study.metric)
 
 
 def main() -> None:

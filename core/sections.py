@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from criteria.ranges import ChoiceParam, FloatParam, IntParam
 
@@ -36,6 +36,15 @@ class StudySection(Section):
     fold_reduction: Literal["mean", "median"] = Field("mean", description="Objective over folds.")
     storage: str | None = Field(None, description="Optuna storage URL (default: SQLite file here).")
     seed: int = Field(42, ge=0)
+    export: Literal["refit", "none"] = Field(
+        "refit", description="After the study, retrain the best configuration and export it (or not)."
+    )
+
+    @model_validator(mode="after")
+    def _bounded(self) -> StudySection:
+        if self.trials is None and self.timeout_minutes is None:
+            raise ValueError("set trials or timeout_minutes (or both), or the study would never end")
+        return self
 
 
 class DataSection(Section):

@@ -1,0 +1,235 @@
+"""Running a study from a spec: ``criteria run``.
+
+Creates or resumes an Optuna study (sampler and pruner from plugins, storage from the spec, a
+SQLite file here by default), trains each trial's configuration with the engine on every split,
+reports each epoch to the pruner with steps unique across folds, and tracks everything in MLflow.
+A trial that diverges or runs out of memory is recorded with its reason and the study goes on.
+Ctrl-C stops cleanly: the running trial is marked failed ("interrupted"), and re-running the same
+command resumes, running only the trials still missing.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from criteria.data import holdout, kfold
+from criteria.engine import EpochReport, TrainingDiverged, fit
+from criteria.errors import CriteriaError
+from criteria.spec import Spec
+from criteria.tracking import StudyTracker, git_commit, hardware, redact
+from criteria.training import PreparedData, make_job, prepare_data
+
+DEFAULT_STORAGE_FILE = "criteria-studies.db"
+FAILURE_ATTR = "failure_reason"
+
+
+def storage_url(spec: Spec) -> str:
+    return spec.study.storage or f"sqlite:///{Path.cwd() / DEFAULT_STORAGE_FILE}"
+
+
+@dataclass
+class StudySummary:
+    name: str
+    storage: str  # redacted
+    tracking: str  # redacted
+    counts: dict[str, int]
+    best_value: float | None
+    best_params: dict[str, Any]
+    best_trial: int | None
+    seconds: float
+    interrupted: bool = False
+    failures: list[tuple[int, str]] = field(default_factory=list)
+
+
+def finished_trials(study: Any) -> int:
+    """Trials that count toward ``[study] trials``: complete, pruned, or failed for a recorded
+    reason (an interrupted trial does not count, so a resumed study runs it again)."""
+    from optuna.trial import TrialState
+
+    return sum(
+        1 for t in study.get_trials(deepcopy=False)
+        if t.state in (TrialState.COMPLETE, TrialState.PRUNED)
+        or (t.state == TrialState.FAIL and FAILURE_ATTR in t.user_attrs)
+    )
+
+
+def reduce_epochs(history: list[EpochReport], how: str, direction: str) -> float:
+    values = [r.value for r in history]
+    if how == "last":
+        return values[-1]
+    return max(values) if direction == "maximize" else min(values)
+
+
+def reduce_folds(values: list[float], how: str) -> float:
+    return statistics.median(values) if how == "median" else statistics.fmean(values)
+
+
+def load_study(spec: Spec, *, create: bool = True) -> Any:
+    import optuna
+
+    url = storage_url(spec)
+    try:
+        if not create:
+            return optuna.load_study(study_name=spec.study.name, storage=url)
+        return optuna.create_study(
+            study_name=spec.study.name, storage=url, load_if_exists=True, direction=spec.study.direction,
+            sampler=spec.sampler.build(seed=spec.study.seed), pruner=spec.pruner.build(),
+        )
+    except KeyError:
+        raise CriteriaError(f"no study named {spec.study.name!r} in {redact(url)}; run `criteria run` first") from None
+    except Exception as exc:  # storage URL errors come from SQLAlchemy with the URL in them
+        raise CriteriaError(f"cannot open the study storage {redact(url)}: {type(exc).__name__}") from None
+
+
+class Objective:
+    """The function Optuna calls per trial: sample, train every split, reduce, track."""
+
+    def __init__(self, spec: Spec, data: PreparedData, tracker: StudyTracker | None,
+                 on_epoch: Callable[[int, EpochReport], None] | None = None) -> None:
+        self.spec, self.data, self.tracker, self.on_epoch = spec, data, tracker, on_epoch
+        if spec.data.split == "kfold":
+            self.splits = kfold(data.corpus, data.study_indices, spec.data.folds, spec.study.seed)
+        else:
+            self.splits = [holdout(data.corpus, data.study_indices, spec.data.validation_fraction, spec.study.seed)]
+        self.tags = {"criteria.data_sha256": data.corpus.sha256}
+
+    def __call__(self, trial: Any) -> float:
+        import optuna
+        import torch
+        from pydantic import ValidationError
+
+        try:
+            config = self.spec.space.suggest(trial)
+        except ValidationError as exc:  # a sampled combination a plugin's Config rejects
+            return self._fail(trial, None, f"invalid configuration: {exc.errors()[0]['msg']}")
+        params = config.params()
+        run_id = None
+        if self.tracker:
+            versions = {f"criteria.plugin.{kind}": f"{p.name} ({_source(p)})" for kind, p in config.plugins.items()}
+            run_id = self.tracker.start_trial(trial.number, params, {**self.tags, **versions})
+        epochs = config.train.epochs
+        fold_values = []
+        try:
+            for fold, split in enumerate(self.splits):
+                report = self._reporter(trial, run_id, fold, epochs, len(self.splits))
+                job = make_job(self.spec, self.data, config, split.train, split.validation, callbacks=[report])
+                result = fit(job)
+                fold_values.append(reduce_epochs(result.history, self.spec.study.epoch_reduction,
+                                                 self.spec.study.direction))
+        except optuna.TrialPruned as pruned:
+            if self.tracker:
+                self.tracker.end_trial(run_id, "pruned", str(pruned))
+            raise
+        except TrainingDiverged as exc:
+            return self._fail(trial, run_id, f"diverged: {exc}")
+        except torch.OutOfMemoryError as exc:
+            return self._fail(trial, run_id, f"out of memory: {str(exc).splitlines()[0]}")
+        except KeyboardInterrupt:
+            if self.tracker:
+                self.tracker.end_trial(run_id, "interrupted", "stopped by the user (Ctrl-C)")
+            trial.set_user_attr("interrupted", True)
+            raise
+        value = reduce_folds(fold_values, self.spec.study.fold_reduction)
+        trial.set_user_attr("fold_values", fold_values)
+        if self.tracker:
+            self.tracker.end_trial(run_id, "complete", value=value)
+        return value
+
+    def _reporter(self, trial: Any, run_id: str | None, fold: int, epochs: int, folds: int) -> Callable[[EpochReport], None]:
+        import optuna
+
+        def report(epoch: EpochReport) -> None:
+            step = fold * epochs + epoch.epoch  # unique across folds, so pruners compare like with like
+            trial.report(epoch.value, step)
+            if self.tracker:
+                overall = epoch.metrics["overall"]
+                metrics = {f"val_{k}": v for k, v in overall.items() if isinstance(v, float)}
+                metrics["train_loss"] = epoch.train_loss
+                if folds > 1:
+                    metrics.update({f"fold{fold}/{k}": v for k, v in list(metrics.items())})
+                self.tracker.log_metrics(run_id, metrics, step)
+            if self.on_epoch:
+                self.on_epoch(trial.number, epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"pruned at fold {fold}, epoch {epoch.epoch} ({epoch.value:.4f})")
+
+        return report
+
+    def _fail(self, trial: Any, run_id: str | None, reason: str) -> float:
+        trial.set_user_attr(FAILURE_ATTR, reason)
+        if self.tracker:
+            self.tracker.end_trial(run_id, "failed", reason)
+        return float("nan")  # Optuna records a NaN objective as a failed trial and goes on
+
+
+def _source(plugin: Any) -> str:
+    from criteria.registry import get_registry
+
+    info = get_registry().plugins(plugin.kind).get(plugin.name)
+    return info.source if info else "unregistered"
+
+
+def run_study(spec: Spec, *, track: bool = True, on_trial: Callable[[Any], None] | None = None,
+              on_epoch: Callable[[int, EpochReport], None] | None = None) -> tuple[Any, StudySummary, PreparedData, StudyTracker | None]:
+    """Create or resume the spec's study and run the trials still missing."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    start = time.perf_counter()
+    study = load_study(spec)
+    data = prepare_data(spec)
+    tracker = None
+    if track:
+        from criteria import __version__
+
+        tracker = StudyTracker(spec.study.name, {
+            "criteria.version": __version__, "criteria.git_commit": git_commit(),
+            "criteria.hardware": hardware(), "criteria.data_sha256": data.corpus.sha256,
+            "criteria.storage": redact(storage_url(spec)), "criteria.spec_file": str(spec.path),
+        })
+    objective = Objective(spec, data, tracker, on_epoch)
+    wanted = spec.study.trials
+
+    def stop_when_done(study: Any, trial: Any) -> None:
+        if on_trial:
+            on_trial(trial)
+        if wanted is not None and finished_trials(study) >= wanted:
+            study.stop()
+
+    interrupted = False
+    remaining = None if wanted is None else wanted - finished_trials(study)
+    if remaining is None or remaining > 0:
+        timeout = spec.study.timeout_minutes * 60 if spec.study.timeout_minutes else None
+        try:
+            # No n_trials: the callback stops once enough trials count, so a trial that failed
+            # without a recorded reason (an interruption) is run again rather than lost.
+            study.optimize(objective, timeout=timeout, callbacks=[stop_when_done], gc_after_trial=True)
+        except KeyboardInterrupt:
+            interrupted = True
+    summary = summarize(study, spec, time.perf_counter() - start, interrupted, tracker)
+    if tracker:
+        tracker.log_summary({"best_value": summary.best_value} if summary.best_value is not None else {})
+        if interrupted:
+            tracker.finish(interrupted=True)
+    return study, summary, data, tracker
+
+
+def summarize(study: Any, spec: Spec, seconds: float, interrupted: bool, tracker: StudyTracker | None) -> StudySummary:
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False)
+    counts = {state.name.lower(): sum(1 for t in trials if t.state == state)
+              for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING)}
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    best = study.best_trial if complete else None
+    failures = [(t.number, t.user_attrs.get(FAILURE_ATTR, "interrupted" if t.user_attrs.get("interrupted") else "unknown"))
+                for t in trials if t.state == TrialState.FAIL]
+    return StudySummary(
+        name=spec.study.name, storage=redact(storage_url(spec)), tracking=tracker.where if tracker else "off",
+        counts=counts, best_value=best.value if best else None, best_params=dict(best.params) if best else {},
+        best_trial=best.number if best else None, seconds=seconds, interrupted=interrupted, failures=failures,
+    )
