@@ -282,10 +282,11 @@ def run(
         def on_epoch(number, epoch) -> None:
             progress.update(trials_task, description=f"trial {number} ep {epoch.epoch}: {epoch.value:.3f}")
 
-        study, summary, data, tracker = run_study(loaded, track=track, on_trial=on_trial, on_epoch=on_epoch)
+        study, summary, data, tracker = run_study(loaded, track=track, on_trial=on_trial, on_epoch=on_epoch,
+                                                   output=folder)
         export = None
         if not summary.interrupted:
-            progress.update(trials_task, description="refit best")
+            progress.update(trials_task, description="best model")
             export = export_best(study, loaded, data, folder, tracker, progress=progress)
             if tracker:
                 tracker.finish()
@@ -306,7 +307,7 @@ def _print_summary(summary, metric: str, export=None) -> None:
     for number, reason in summary.failures[:5]:
         table.add_row(f"trial {number} failed", reason)
     if export is not None and export.test is not None:
-        table.add_row("test macro-F1", f"{export.test['overall']['macro_f1']:.4f} (best configuration, refit)")
+        table.add_row("test macro-F1", f"{export.test['overall']['macro_f1']:.4f} (best model, held-out test posts)")
         table.add_row("baseline", f"{export.baseline_test['overall']['macro_f1']:.4f} (TF-IDF + logistic regression)")
     if summary.seconds:
         table.add_row("time", f"{summary.seconds:.0f} s")

@@ -37,11 +37,14 @@ def quiet_libraries() -> None:
     """Keep the terminal for criteria's own progress: no per-file progress bars from transformers,
     no warnings about optional kernels from bitsandbytes (imported by peft)."""
     import logging
+    import warnings
 
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
     logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+    # peft calls a transformers property that transformers 5 deprecates; nothing for users to do.
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
 
 
 def resolve_model_name(name: str | None) -> str:

@@ -36,8 +36,9 @@ class StudySection(Section):
     fold_reduction: Literal["mean", "median"] = Field("mean", description="Objective over folds.")
     storage: str | None = Field(None, description="Optuna storage URL (default: SQLite file here).")
     seed: int = Field(42, ge=0)
-    export: Literal["refit", "none"] = Field(
-        "refit", description="After the study, retrain the best configuration and export it (or not)."
+    export: Literal["keep", "refit", "none"] = Field(
+        "keep", description="Best model to export: the best trial's own (keep), the best "
+                            "configuration retrained after the study (refit), or none.",
     )
 
     @model_validator(mode="after")

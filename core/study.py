@@ -21,9 +21,10 @@ from criteria.engine import EpochReport, TrainingDiverged, fit
 from criteria.errors import CriteriaError
 from criteria.spec import Spec
 from criteria.tracking import StudyTracker, git_commit, hardware, redact
-from criteria.training import PreparedData, make_job, prepare_data
+from criteria.training import PreparedData, make_job, prepare_data, save_run_model
 
 DEFAULT_STORAGE_FILE = "criteria-studies.db"
+BEST_MODEL_FOLDER = "best-model"
 FAILURE_ATTR = "failure_reason"
 
 
@@ -89,8 +90,9 @@ class Objective:
     """The function Optuna calls per trial: sample, train every split, reduce, track."""
 
     def __init__(self, spec: Spec, data: PreparedData, tracker: StudyTracker | None,
-                 on_epoch: Callable[[int, EpochReport], None] | None = None) -> None:
+                 on_epoch: Callable[[int, EpochReport], None] | None = None, keep_folder: Path | None = None) -> None:
         self.spec, self.data, self.tracker, self.on_epoch = spec, data, tracker, on_epoch
+        self.keep_folder = keep_folder  # where the best trial's model is kept (export = "keep")
         if spec.data.split == "kfold":
             self.splits = kfold(data.corpus, data.study_indices, spec.data.folds, spec.study.seed)
         else:
@@ -113,11 +115,13 @@ class Objective:
             run_id = self.tracker.start_trial(trial.number, params, {**self.tags, **versions})
         epochs = config.train.epochs
         fold_values = []
+        first_fold = None
         try:
             for fold, split in enumerate(self.splits):
                 report = self._reporter(trial, run_id, fold, epochs, len(self.splits))
                 job = make_job(self.spec, self.data, config, split.train, split.validation, callbacks=[report])
                 result = fit(job)
+                first_fold = first_fold or result
                 fold_values.append(reduce_epochs(result.history, self.spec.study.epoch_reduction,
                                                  self.spec.study.direction))
         except optuna.TrialPruned as pruned:
@@ -135,9 +139,20 @@ class Objective:
             raise
         value = reduce_folds(fold_values, self.spec.study.fold_reduction)
         trial.set_user_attr("fold_values", fold_values)
+        if self.keep_folder is not None and self._is_best(trial, value):
+            save_run_model(first_fold, self.data, self.spec, config, self.keep_folder, study=self.spec.study.name,
+                           trial=trial.number, value=value)
         if self.tracker:
             self.tracker.end_trial(run_id, "complete", value=value)
         return value
+
+    def _is_best(self, trial: Any, value: float) -> bool:
+        from optuna.trial import TrialState
+
+        others = [t.value for t in trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+        if not others:
+            return True
+        return value > max(others) if self.spec.study.direction == "maximize" else value < min(others)
 
     def _reporter(self, trial: Any, run_id: str | None, fold: int, epochs: int, folds: int) -> Callable[[EpochReport], None]:
         import optuna
@@ -174,7 +189,7 @@ def _source(plugin: Any) -> str:
 
 
 def run_study(spec: Spec, *, track: bool = True, on_trial: Callable[[Any], None] | None = None,
-              on_epoch: Callable[[int, EpochReport], None] | None = None) -> tuple[Any, StudySummary, PreparedData, StudyTracker | None]:
+              on_epoch: Callable[[int, EpochReport], None] | None = None, output: Path | None = None) -> tuple[Any, StudySummary, PreparedData, StudyTracker | None]:
     """Create or resume the spec's study and run the trials still missing."""
     import optuna
 
@@ -191,7 +206,8 @@ def run_study(spec: Spec, *, track: bool = True, on_trial: Callable[[Any], None]
             "criteria.hardware": hardware(), "criteria.data_sha256": data.corpus.sha256,
             "criteria.storage": redact(storage_url(spec)), "criteria.spec_file": str(spec.path),
         })
-    objective = Objective(spec, data, tracker, on_epoch)
+    keep = output / BEST_MODEL_FOLDER if output is not None and spec.study.export == "keep" else None
+    objective = Objective(spec, data, tracker, on_epoch, keep)
     wanted = spec.study.trials
 
     def stop_when_done(study: Any, trial: Any) -> None:

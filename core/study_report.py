@@ -10,14 +10,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from criteria import __version__
 from criteria.data import holdout
-from criteria.engine import fit
-from criteria.metrics import classification_report_dict, confusion_matrix_figure
-from criteria.model import save_classifier
+from criteria.engine import fit, predict_probs
+from criteria.metrics import classification_report_dict, confusion_matrix_figure, evaluate
+from criteria.model import MODEL_FILE, load_classifier
 from criteria.spec import Spec
+from criteria.study import BEST_MODEL_FOLDER
 from criteria.tracking import StudyTracker
-from criteria.training import PreparedData, baseline_metrics, evaluate_indices, make_job, write_resolved_spec
+from criteria.training import PreparedData, baseline_metrics, make_job, save_run_model
 
 
 @dataclass
@@ -60,46 +60,47 @@ def write_plots(study: Any, folder: Path) -> list[Path]:
 
 def export_best(study: Any, spec: Spec, data: PreparedData, output: Path,
                 tracker: StudyTracker | None, progress: Any = None) -> Export | None:
-    """Retrain the best trial's configuration (same split and seed) and export it as a run folder
-    that ``criteria predict`` loads, with its evaluation on the held-out test posts."""
+    """The best model as a run folder ``criteria predict`` loads, evaluated on the held-out test
+    posts next to the TF-IDF baseline. With ``export = "keep"`` the study already saved the best
+    trial's own model; with ``"refit"`` the best configuration is retrained (same split and seed)."""
+    import numpy as np
     import optuna
 
     output.mkdir(parents=True, exist_ok=True)
     plots = write_plots(study, output / "plots")
+    _log(tracker, plots, "plots")
     complete = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE]
+    folder = output / BEST_MODEL_FOLDER
     if not complete or spec.study.export == "none":
-        _log(tracker, plots, "plots")
-        return Export(output, None, None, plots) if plots else None
+        return Export(output, None, None, plots)
     best = study.best_trial
     config = spec.space.suggest(optuna.trial.FixedTrial(best.params, number=best.number))
-    split = holdout(data.corpus, data.study_indices, spec.data.validation_fraction, spec.study.seed)
-    job = make_job(spec, data, config, split.train, split.validation)
-    result = fit(job, progress=progress)
-    folder = output / "best-model"
-    save_classifier(result.model, data.tokenizer, folder / "model", {
-        "head": {"name": config.plugins["head"].name, "config": config.plugins["head"].config.model_dump()},
-        "criteria": [vars(c) for c in data.corpus.criteria], "max_length": spec.data.max_length,
-        "threshold": result.threshold, "num_labels": 2, "criteria_version": __version__,
-        "study": spec.study.name, "trial": best.number,
-    })
-    write_resolved_spec(spec, config, folder / "spec.resolved.json")
+    if spec.study.export == "refit" or not (folder / "model" / MODEL_FILE).is_file():
+        split = holdout(data.corpus, data.study_indices, spec.data.validation_fraction, spec.study.seed)
+        result = fit(make_job(spec, data, config, split.train, split.validation), progress=progress)
+        save_run_model(result, data, spec, config, folder, study=spec.study.name, trial=best.number)
+    model, _, metadata = load_classifier(folder / "model")
+    threshold = float(metadata.get("threshold", 0.5))
     test = baseline_test = None
-    evaluation_files = []
+    files = [folder / "spec.resolved.json"]
     if data.test_indices:
-        test, probs = evaluate_indices(result, job, data.test_indices, result.threshold)
+        runtime = config.plugins["backend"].build()
+        idx = np.asarray(data.test_indices)
+        probs, _ = predict_probs(runtime.prepare(model), runtime, data.encoded, idx, data.corpus.labels,
+                                 data.tokenizer.pad_token_id or 0, config.train.eval_batch_size)
+        labels = [data.corpus.pairs[i].label for i in idx]
+        test = evaluate(labels, probs, [data.corpus.pairs[i].criterion_id for i in idx], threshold)
         baseline_test = baseline_metrics(data.corpus, data.study_indices, data.test_indices, spec.study.seed)
-        labels = [data.corpus.pairs[i].label for i in data.test_indices]
-        figure = confusion_matrix_figure(labels, probs, result.threshold, title=f"best trial {best.number}, test posts")
+        figure = confusion_matrix_figure(labels, probs, threshold, title=f"best trial {best.number}, test posts")
         figure.savefig(folder / "confusion_matrix.png", dpi=110, bbox_inches="tight")
-        report = classification_report_dict(labels, probs, result.threshold)
-        (folder / "classification_report.json").write_text(json.dumps(report, indent=2))
-        evaluation_files = [folder / "confusion_matrix.png", folder / "classification_report.json"]
+        (folder / "classification_report.json").write_text(
+            json.dumps(classification_report_dict(labels, probs, threshold), indent=2))
+        files += [folder / "confusion_matrix.png", folder / "classification_report.json"]
     (folder / "metrics.json").write_text(json.dumps({
-        "best_trial": best.number, "best_value": best.value, "refit_validation": result.best.metrics,
-        "test": test, "baseline_test": baseline_test, "threshold": result.threshold,
+        "best_trial": best.number, "best_value": best.value, "export": spec.study.export,
+        "test": test, "baseline_test": baseline_test, "threshold": threshold,
     }, indent=2, default=float))
-    _log(tracker, plots, "plots")
-    _log(tracker, [folder / "spec.resolved.json", folder / "metrics.json", *evaluation_files], "best")
+    _log(tracker, [*files, folder / "metrics.json"], "best")
     if tracker and test is not None:
         tracker.log_summary({"test_macro_f1": test["overall"]["macro_f1"],
                              "baseline_test_macro_f1": baseline_test["overall"]["macro_f1"]})

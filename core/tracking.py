@@ -65,7 +65,9 @@ class StudyTracker:
 
         from mlflow.tracking import MlflowClient
 
-        logging.getLogger("alembic").setLevel(logging.WARNING)  # SQLite store migrations chatter
+        # The SQLite store announces its table migrations at INFO; keep the terminal for progress.
+        for name in ("alembic", "mlflow"):
+            logging.getLogger(name).setLevel(logging.WARNING)
         self.uri = tracking_uri()
         self.client = MlflowClient(self.uri)
         experiment = self.client.get_experiment_by_name(study_name)

@@ -102,14 +102,7 @@ def train_from_spec(spec: Spec, output: Path, *, progress: Any = None, baseline:
             baseline_test = baseline_metrics(data.corpus, data.study_indices, data.test_indices, spec.study.seed)
 
     folder = output
-    save_classifier(result.model, data.tokenizer, folder / "model", {
-        "head": {"name": config.plugins["head"].name, "config": config.plugins["head"].config.model_dump()},
-        "criteria": [vars(c) for c in data.corpus.criteria],
-        "max_length": spec.data.max_length,
-        "threshold": result.threshold,
-        "num_labels": 2,
-        "criteria_version": __version__,
-    })
+    save_run_model(result, data, spec, config, folder)
     seconds = time.perf_counter() - start
     (folder / "metrics.json").write_text(json.dumps({
         "validation": validation, "test": test, "baseline_test": baseline_test,
@@ -119,8 +112,22 @@ def train_from_spec(spec: Spec, output: Path, *, progress: Any = None, baseline:
                      "overall": r.metrics["overall"]} for r in result.history],
         "seconds": seconds, "data_sha256": data.corpus.sha256,
     }, indent=2, default=_json_default))
-    write_resolved_spec(spec, config, folder / "spec.resolved.json")
     return RunResult(folder, result, validation, test, baseline_test, seconds)
+
+
+def save_run_model(result: FitResult, data: PreparedData, spec: Spec, config: TrialConfig, folder: Path,
+                   **metadata: Any) -> None:
+    """Write ``folder/model`` (what ``criteria predict`` loads) and ``folder/spec.resolved.json``."""
+    save_classifier(result.model, data.tokenizer, folder / "model", {
+        "head": {"name": config.plugins["head"].name, "config": config.plugins["head"].config.model_dump()},
+        "criteria": [vars(c) for c in data.corpus.criteria],
+        "max_length": spec.data.max_length,
+        "threshold": result.threshold,
+        "num_labels": 2,
+        "criteria_version": __version__,
+        **metadata,
+    })
+    write_resolved_spec(spec, config, folder / "spec.resolved.json")
 
 
 def write_resolved_spec(spec: Spec, config: TrialConfig, path: Path) -> None:

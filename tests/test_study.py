@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import csv
-import dataclasses
+import json
 from pathlib import Path
 
 import optuna
@@ -65,8 +65,10 @@ def test_study_tracks_trials_in_mlflow_and_exports_a_model_that_predicts(workdir
     from mlflow.tracking import MlflowClient
 
     spec = load_spec(write_spec(workdir, tiny_bert))
-    study, summary, data, tracker = run_study(spec)
+    study, summary, data, tracker = run_study(spec, output=workdir / "out")
     assert summary.counts["complete"] == 3 and summary.best_value is not None
+    kept = json.loads((workdir / "out" / "best-model" / "model" / "criteria_model.json").read_text())
+    assert kept["trial"] == summary.best_trial  # the best trial's own model was kept during the study
     export = export_best(study, spec, data, workdir / "out", tracker)
     tracker.finish()
     assert (export.folder / "model" / "criteria_model.json").is_file()
@@ -204,3 +206,14 @@ def test_run_command_end_to_end(workdir, tiny_bert, cli):
     predicted = cli("predict", str(best), "--input", str(posts), "--output", str(workdir / "p.csv"), cwd=workdir)
     assert predicted.returncode == 0, predicted.stderr[-2000:]
     assert len(list(csv.DictReader((workdir / "p.csv").open()))) == 9
+
+
+def test_refit_export_retrains_the_best_configuration(workdir, tiny_bert):
+    spec_file = write_spec(workdir, tiny_bert, trials=1)
+    spec_file.write_text(spec_file.read_text().replace("seed = 7", 'seed = 7\nexport = "refit"'))
+    spec = load_spec(spec_file)
+    study, summary, data, _ = run_study(spec, track=False, output=workdir / "out")
+    assert not (workdir / "out" / "best-model").exists()  # refit: nothing kept during the study
+    export = export_best(study, spec, data, workdir / "out", None)
+    meta = json.loads((export.folder / "model" / "criteria_model.json").read_text())
+    assert meta["trial"] == summary.best_trial and export.test["overall"]["support"] == len(data.test_indices)
