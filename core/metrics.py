@@ -227,14 +227,19 @@ def confusion_matrix_figure(labels: Sequence[int], probs: Sequence[float], thres
 
     y, p = _as_arrays(labels, probs)
     cm = confusion_matrix(y, _predict(p, threshold), labels=_LABELS)
-    fig = Figure(figsize=(4.5, 4.0), dpi=100)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, 1, 1)
-    ConfusionMatrixDisplay(confusion_matrix=cm, display_labels=_TARGET_NAMES).plot(
-        ax=ax, cmap="Blues", values_format="d", colorbar=True)
-    heading = f"{title} (threshold {threshold:.3f})" if title else f"threshold {threshold:.3f}"
-    ax.set_title(heading)
-    fig.tight_layout()
+    from matplotlib import style
+
+    # The default style, whatever another library (Optuna's plots use ggplot) left active.
+    with style.context("default"):
+        fig = Figure(figsize=(5.0, 4.4), dpi=100)
+        FigureCanvasAgg(fig)
+        ax = fig.add_subplot(1, 1, 1)
+        ConfusionMatrixDisplay(confusion_matrix=cm, display_labels=_TARGET_NAMES).plot(
+            ax=ax, cmap="Blues", values_format="d", colorbar=True)
+        ax.grid(False)
+        fig.suptitle(title or "confusion matrix")
+        ax.set_title(f"decision threshold {threshold:.3f}", fontsize="medium")
+        fig.tight_layout()
     return fig
 
 

@@ -27,6 +27,8 @@ def redact(url: str) -> str:
         parts = urlsplit(url)
     except ValueError:
         return "<unparseable URL>"
+    if "@" not in parts.netloc and not _SECRET_QUERY.search(parts.query):
+        return url  # nothing secret; urlunsplit would also drop the empty host of sqlite:////abs/path
     netloc = parts.netloc
     if parts.password is not None:
         user = parts.username or ""

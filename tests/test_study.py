@@ -185,6 +185,7 @@ def test_interrupted_study_resumes_without_losing_or_repeating_trials(workdir, t
 def test_credentials_never_reach_messages_or_tags(workdir, tiny_bert):
     assert redact("postgresql://alice:hunter2@db.example:5432/optuna") == "postgresql://alice:***@db.example:5432/optuna"
     assert "tok123" not in redact("https://tok123@mlflow.example/api?token=tok123")
+    assert redact("sqlite:////abs/path/studies.db") == "sqlite:////abs/path/studies.db"
     spec_file = write_spec(workdir, tiny_bert)
     spec_file.write_text(spec_file.read_text().replace('seed = 7', 'seed = 7\nstorage = "postgresql+psycopg2://alice:hunter2@127.0.0.1:1/optuna"'))
     spec = load_spec(spec_file)
