@@ -15,7 +15,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
-from rich.tree import Tree
 
 from criteria import __version__
 from criteria.errors import CriteriaError, render_value
@@ -177,6 +176,8 @@ def space(spec: Path = SpecArg) -> None:
     """Print the resolved search space as a tree: kind, plugin, parameter, distribution."""
     from criteria.spec import load_spec
 
+    from rich.tree import Tree
+
     loaded = load_spec(spec)
     search = loaded.space
     dims = search.dimensions()
@@ -197,7 +198,7 @@ def space(spec: Path = SpecArg) -> None:
     console.print(tree)
 
 
-def _add_config_space(node: Tree, config_space) -> None:
+def _add_config_space(node, config_space) -> None:
     for name, search in config_space.searched.items():
         node.add(f"{config_space.prefix}.{name} ~ [magenta]{search.describe()}[/]")
     for name, value in config_space.fixed.items():

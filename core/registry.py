@@ -100,12 +100,11 @@ class Registry:
             allowed = _allowed_from_env()
         wanted = None if allowed is None else {normalize_distribution(d) for d in allowed}
 
-        def order(ep: metadata.EntryPoint) -> tuple[bool, str, str]:
-            dist = _dist_name(ep)
-            return (normalize_distribution(dist) != HOST_DISTRIBUTION, dist.lower(), ep.name)
-
-        for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=order):
-            dist = normalize_distribution(_dist_name(ep))
+        # Reading a distribution's name parses its METADATA file: do it once per entry point.
+        found = [(_dist_name(ep), ep) for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)]
+        found.sort(key=lambda item: (normalize_distribution(item[0]) != HOST_DISTRIBUTION, item[0].lower(), item[1].name))
+        for dist_name, ep in found:
+            dist = normalize_distribution(dist_name)
             if wanted is not None and dist != HOST_DISTRIBUTION and dist not in wanted:
                 continue
             version = ep.dist.version if ep.dist else "?"
@@ -113,11 +112,11 @@ class Registry:
                 module = ep.load()
             except Exception as exc:
                 registry.broken.append(
-                    BrokenPlugin(_dist_name(ep), version, f"entry point {ep.name!r} ({ep.value})",
+                    BrokenPlugin(dist_name, version, f"entry point {ep.name!r} ({ep.value})",
                                  f"import failed: {type(exc).__name__}: {exc}")
                 )
                 continue
-            registry.add_module(module, distribution=_dist_name(ep), version=version, label=ep.name)
+            registry.add_module(module, distribution=dist_name, version=version, label=ep.name)
         return registry
 
     def add_module(self, module: ModuleType | object, *, distribution: str, version: str, label: str = "") -> None:
