@@ -99,11 +99,6 @@ def cuda_availability(min_compute_capability: tuple[int, int] | None = None) -> 
     return Availability(True)
 
 
-def mps_available() -> bool:
-    """Apple-silicon GPU: macOS on arm64 (torch reports the rest when it builds)."""
-    return sys.platform == "darwin" and platform.machine() == "arm64"
-
-
 def describe() -> str:
     """One line about this machine's accelerators, for tags and ``plugins list``."""
     devices = cuda_devices()

@@ -119,7 +119,3 @@ class Plugin:
 @lru_cache(maxsize=None)
 def _cached_requirements_check(requirements: Requirements) -> Availability:
     return requirements.check()
-
-
-def module_available(module: str) -> bool:
-    return importlib.util.find_spec(module) is not None
