@@ -21,7 +21,7 @@ from typing import Any, Iterable, Iterator
 import pluggy
 
 from criteria import hookspecs
-from criteria.errors import UnknownPluginError
+from criteria.errors import UnknownPluginError, did_you_mean
 from criteria.kinds import KINDS, Kind, kind_named
 from criteria.params import contract_errors
 from criteria.plugin import Availability, Plugin
@@ -133,8 +133,6 @@ class Registry:
             and not hasattr(hookspecs, name)
         ]
         for name in unknown:
-            from criteria.errors import did_you_mean
-
             hooks = [kind.hook for kind in KINDS]
             self.broken.append(BrokenPlugin(
                 distribution, version, what,

@@ -11,13 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from criteria.data import holdout
-from criteria.engine import fit, predict_probs
-from criteria.metrics import classification_report_dict, confusion_matrix_figure, evaluate
+from criteria.engine import fit
+from criteria.metrics import classification_report_dict, confusion_matrix_figure
 from criteria.model import MODEL_FILE, load_classifier
 from criteria.spec import Spec
 from criteria.study import BEST_MODEL_FOLDER
 from criteria.tracking import StudyTracker
-from criteria.training import PreparedData, baseline_metrics, make_job, save_run_model
+from criteria.training import PreparedData, baseline_metrics, evaluate_indices, make_job, save_run_model
 
 
 @dataclass
@@ -63,7 +63,6 @@ def export_best(study: Any, spec: Spec, data: PreparedData, output: Path,
     """The best model as a run folder ``criteria predict`` loads, evaluated on the held-out test
     posts next to the TF-IDF baseline. With ``export = "keep"`` the study already saved the best
     trial's own model; with ``"refit"`` the best configuration is retrained (same split and seed)."""
-    import numpy as np
     import optuna
 
     output.mkdir(parents=True, exist_ok=True)
@@ -84,12 +83,7 @@ def export_best(study: Any, spec: Spec, data: PreparedData, output: Path,
     test = baseline_test = None
     files = [folder / "spec.resolved.json"]
     if data.test_indices:
-        runtime = config.plugins["backend"].build()
-        idx = np.asarray(data.test_indices)
-        probs, _ = predict_probs(runtime.prepare(model), runtime, data.encoded, idx, data.corpus.labels,
-                                 data.tokenizer.pad_token_id or 0, config.train.eval_batch_size)
-        labels = [data.corpus.pairs[i].label for i in idx]
-        test = evaluate(labels, probs, [data.corpus.pairs[i].criterion_id for i in idx], threshold)
+        test, probs, labels = evaluate_indices(model, data, config, data.test_indices, threshold)
         baseline_test = baseline_metrics(data.corpus, data.study_indices, data.test_indices, spec.study.seed)
         figure = confusion_matrix_figure(labels, probs, threshold, title=f"best trial {best.number}, test posts")
         figure.savefig(folder / "confusion_matrix.png", dpi=110, bbox_inches="tight")

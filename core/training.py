@@ -62,14 +62,17 @@ class RunResult:
     seconds: float
 
 
-def evaluate_indices(fit_result: FitResult, job: TrainingJob, indices, threshold: float) -> tuple[dict, np.ndarray]:
-    runtime = job.config.plugins["backend"].build()
-    labels = job.corpus.labels
+def evaluate_indices(model: Any, data: PreparedData, config: TrialConfig, indices, threshold: float
+                     ) -> tuple[dict, np.ndarray, list[int]]:
+    """Metrics of ``model`` on the pairs at ``indices``, with the probabilities and labels behind them."""
+    runtime = config.plugins["backend"].build()
+    labels = data.corpus.labels
     idx = np.asarray(indices)
-    probs, _ = predict_probs(fit_result.model, runtime, job.encoded, idx, labels, job.pad_token_id,
-                             job.config.train.eval_batch_size)
-    groups = [job.corpus.pairs[i].criterion_id for i in idx]
-    return evaluate([labels[i] for i in idx], probs, groups, threshold), probs
+    probs, _ = predict_probs(model.to(runtime.device), runtime, data.encoded, idx, labels,
+                             data.tokenizer.pad_token_id or 0, config.train.eval_batch_size)
+    wanted = [labels[i] for i in idx]
+    groups = [data.corpus.pairs[i].criterion_id for i in idx]
+    return evaluate(wanted, probs, groups, threshold), probs, wanted
 
 
 def baseline_metrics(corpus: Corpus, train_idx, eval_idx, seed: int) -> dict[str, Any]:
@@ -97,7 +100,7 @@ def train_from_spec(spec: Spec, output: Path, *, progress: Any = None, baseline:
     validation["threshold"] = result.threshold
     test = baseline_test = None
     if data.test_indices:
-        test, _ = evaluate_indices(result, job, data.test_indices, result.threshold)
+        test, _, _ = evaluate_indices(result.model, data, config, data.test_indices, result.threshold)
         if baseline:
             baseline_test = baseline_metrics(data.corpus, data.study_indices, data.test_indices, spec.study.seed)
 

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from criteria import LossPlugin
 from criteria.batching import bucketed_batches, padding_ratio, shuffled_batches
 from criteria.data import embedded_corpus, holdout, test_split
 from criteria.engine import TrainingDiverged, TrainingJob, fit, parameter_groups
 from criteria.model import load_classifier, load_tokenizer
 from criteria.spec import load_spec
 from criteria.tokens import encode_pairs
+from tiny_models import NanLoss
 from criteria import tokens
 
 
@@ -173,18 +173,6 @@ def test_early_stopping_restores_the_best_epoch(tiny_bert, tmp_path, corpus, mon
     result = fit(job)
     assert snapshots == [1, 2] and result.stopped_early and result.best_epoch == 1
     assert result.best.value == 0.9
-
-
-class NanLoss(LossPlugin):
-    name = "nan"
-    summary = "Always NaN."
-
-    def build(self, class_counts):
-        class Nan(torch.nn.Module):
-            def forward(self, logits, labels):
-                return logits.sum() * float("nan")
-
-        return Nan()
 
 
 def test_a_diverging_loss_stops_with_a_reason(tiny_bert, tmp_path, corpus):

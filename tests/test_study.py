@@ -8,15 +8,15 @@ from pathlib import Path
 
 import optuna
 import pytest
-import torch
 
-from criteria import LossPlugin, PrunerPlugin, hookimpl
+from criteria import PrunerPlugin, hookimpl
 from criteria.errors import CriteriaError
 from criteria.registry import Registry
 from criteria.spec import load_spec
 from criteria.study import load_study, run_study
 from criteria.study_report import export_best
 from criteria.tracking import redact
+from tiny_models import NanLoss
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -102,18 +102,6 @@ class AlwaysPrune(PrunerPlugin):
 
     def build(self):
         return optuna.pruners.ThresholdPruner(lower=2.0)  # every metric is below 2
-
-
-class NanLoss(LossPlugin):
-    name = "nan"
-    summary = "Diverges at once."
-
-    def build(self, class_counts):
-        class Nan(torch.nn.Module):
-            def forward(self, logits, labels):
-                return logits.sum() * float("nan")
-
-        return Nan()
 
 
 def registry_with_test_plugins() -> Registry:

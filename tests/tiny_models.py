@@ -5,6 +5,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
+from criteria import LossPlugin
+
+
+class NanLoss(LossPlugin):
+    """A loss that diverges at once, to test how training and studies handle it."""
+
+    name = "nan"
+    summary = "Always NaN."
+
+    def build(self, class_counts):
+        class Nan(torch.nn.Module):
+            def forward(self, logits, labels):
+                return logits.sum() * float("nan")
+
+        return Nan()
+
 
 def save_tiny_model(folder: Path, family: str = "bert") -> Path:
     import transformers
