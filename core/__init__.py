@@ -14,6 +14,7 @@ from criteria.kinds import (
     PrunerPlugin,
     SamplerPlugin,
     SchedulerPlugin,
+    TrainingPlan,
 )
 from criteria.plugin import Availability, Plugin, PluginConfig, Requirements
 from criteria.ranges import BoolParam, ChoiceParam, FloatParam, IntParam
@@ -39,6 +40,7 @@ __all__ = [
     "Requirements",
     "SamplerPlugin",
     "SchedulerPlugin",
+    "TrainingPlan",
     "__version__",
     "hookimpl",
 ]

@@ -9,9 +9,7 @@ runner reports to its pruner there).
 
 from __future__ import annotations
 
-import copy
 import math
-import re
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -23,13 +21,14 @@ from torch import nn
 from criteria.batching import bucketed_batches, iterate, sorted_batches
 from criteria.data import Corpus
 from criteria.errors import CriteriaError
+from criteria.freezing import apply_freezing, layer_depth
+from criteria.kinds import TrainingPlan
 from criteria.metrics import evaluate, tune_threshold
 from criteria.model import CriterionClassifier, load_encoder
 from criteria.search_space import TrialConfig
 from criteria.tokens import EncodedPairs
 
 NUM_LABELS = 2
-_LAYER_INDEX = re.compile(r"\.layers?\.(\d+)\.")
 _NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
 
 
@@ -72,6 +71,8 @@ class TrainingJob:
     config: TrialConfig
     model_name: str | None
     pad_token_id: int
+    mask_token_id: int | None = None  # what token dropout writes; None disables it
+    special_token_ids: tuple[int, ...] = ()  # never dropped
     metric: str = "macro_f1"
     direction: str = "maximize"
     seed: int = 42
@@ -79,24 +80,27 @@ class TrainingJob:
     callbacks: list[Callable[[EpochReport], None]] = field(default_factory=list)
 
 
-def build_model(job: TrainingJob, runtime: Any) -> CriterionClassifier:
+def build_model(job: TrainingJob, runtime: Any, plan: TrainingPlan) -> CriterionClassifier:
     train = job.config.train
     plugins = job.config.plugins
     encoder = load_encoder(
         job.model_name, hidden_dropout=train.hidden_dropout, attention_dropout=train.attention_dropout,
         **runtime.model_kwargs(),
     )
-    encoder = plugins["peft"].build(encoder)
+    encoder = plugins["peft"].build(encoder, plan)
+    apply_freezing(encoder, train)
     head = plugins["head"].build(encoder.config.hidden_size, NUM_LABELS)
     return CriterionClassifier(encoder, head)
 
 
 def parameter_groups(model: CriterionClassifier, *, head_lr_multiplier: float, layerwise_lr_decay: float,
-                     weight_decay: float | None) -> list[dict[str, Any]]:
+                     weight_decay: float | None, lr_scale: Callable[[str], float] = lambda name: 1.0,
+                     ) -> list[dict[str, Any]]:
     """Trainable parameters grouped by learning-rate scale and weight decay.
 
     The head learns at ``head_lr_multiplier`` x the base rate; encoder layer ``i`` of ``n`` at
-    ``layerwise_lr_decay ** (n - i)`` (embeddings count as layer 0). Biases and norms get no decay.
+    ``layerwise_lr_decay ** (n - i)`` (embeddings count as layer 0), times the PEFT method's
+    ``lr_scale`` of the parameter. Biases and norms get no decay.
     """
     num_layers = getattr(model.encoder.config, "num_hidden_layers", 0)
     groups: dict[tuple[float, bool], list[nn.Parameter]] = {}
@@ -106,9 +110,8 @@ def parameter_groups(model: CriterionClassifier, *, head_lr_multiplier: float, l
         if name.startswith("head."):
             scale = head_lr_multiplier
         else:
-            match = _LAYER_INDEX.search(name)
-            depth = int(match.group(1)) + 1 if match else (num_layers + 1 if "pooler" in name else 0)
-            scale = layerwise_lr_decay ** max(0, num_layers - depth)
+            depth = layer_depth(name, num_layers)
+            scale = layerwise_lr_decay ** max(0, num_layers - depth) * lr_scale(name.removeprefix("encoder."))
         no_decay = name.endswith(_NO_DECAY) or param.ndim < 2
         groups.setdefault((scale, no_decay), []).append(param)
     out = []
@@ -125,30 +128,33 @@ def fit(job: TrainingJob, progress: Any = None) -> FitResult:
     train = job.config.train
     plugins = job.config.plugins
     torch.manual_seed(job.seed)
-    runtime = plugins["backend"].build()
-    model = build_model(job, runtime)
-    model = runtime.prepare(model)
-    core = getattr(model, "_orig_mod", model)
-
     labels = job.corpus.labels
     train_idx = np.asarray(job.train_indices)
     val_idx = np.asarray(job.validation_indices)
+    accumulation = max(1, (train.effective_batch_size or train.batch_size) // train.batch_size)
+    batches_per_epoch = math.ceil(len(train_idx) / train.batch_size)
+    steps_per_epoch = math.ceil(batches_per_epoch / accumulation)
+    plan = training_plan(train, steps_per_epoch, job.direction)
+
+    runtime = plugins["backend"].build()
+    model = build_model(job, runtime, plan)
+    model = runtime.prepare(model)
+    core = getattr(model, "_orig_mod", model)
+    peft = plugins["peft"]
+
     class_counts = np.bincount([labels[i] for i in train_idx], minlength=NUM_LABELS).tolist()
     loss_fn = plugins["loss"].build(class_counts).to(runtime.device)
 
     optimizer_plugin = plugins["optimizer"]
     groups = parameter_groups(
         core, head_lr_multiplier=train.head_lr_multiplier, layerwise_lr_decay=train.layerwise_lr_decay,
-        weight_decay=getattr(optimizer_plugin.config, "weight_decay", None),
+        weight_decay=getattr(optimizer_plugin.config, "weight_decay", None), lr_scale=peft.lr_scale,
     )
     optimizer = optimizer_plugin.build(groups)
-    accumulation = max(1, (train.effective_batch_size or train.batch_size) // train.batch_size)
-    batches_per_epoch = math.ceil(len(train_idx) / train.batch_size)
-    steps_per_epoch = math.ceil(batches_per_epoch / accumulation)
-    total_steps = steps_per_epoch * train.epochs
-    scheduler = plugins["scheduler"].build(
-        optimizer, total_steps=total_steps, warmup_steps=int(round(train.warmup_ratio * total_steps))
-    )
+    scheduler_plugin = plugins["scheduler"]
+    scheduler = scheduler_plugin.build(optimizer, plan)
+    dropout = TokenDropout.for_job(job, runtime.device)
+    optimizer_steps = 0
     scaler = runtime.grad_scaler()
     train_lengths = job.encoded.lengths[train_idx]
     better = (lambda a, b: a > b + train.min_delta) if job.direction == "maximize" else (lambda a, b: a < b - train.min_delta)
@@ -171,15 +177,18 @@ def fit(job: TrainingJob, progress: Any = None) -> FitResult:
         total_loss, seen = 0.0, 0
         for step, batch in enumerate(iterate(job.encoded, batches, labels, job.pad_token_id), start=1):
             batch = batch.to(runtime.device)
+            input_ids = dropout(batch.input_ids) if dropout else batch.input_ids
             with runtime.autocast():
-                logits = model(batch.input_ids, batch.attention_mask, batch.token_type_ids)
+                logits = model(input_ids, batch.attention_mask, batch.token_type_ids)
             loss = loss_fn(logits.float(), batch.labels)
             if not torch.isfinite(loss):
                 raise TrainingDiverged(f"the training loss became {loss.item()} at epoch {epoch}, batch {step}")
             scaled = loss / accumulation
             (scaler.scale(scaled) if scaler else scaled).backward()
             if step % accumulation == 0 or step == len(batches):
-                _optimizer_step(model, optimizer, scheduler, scaler, train.max_grad_norm)
+                optimizer_steps += 1
+                _optimizer_step(model, optimizer, scheduler, scaler, train.max_grad_norm,
+                                after_step=lambda: peft.after_optimizer_step(core.encoder, optimizer_steps))
             total_loss += loss.item() * len(batch.labels)
             seen += len(batch.labels)
             if progress:
@@ -192,6 +201,7 @@ def fit(job: TrainingJob, progress: Any = None) -> FitResult:
         metrics = evaluate(val_labels, probs, groups_)
         metrics["overall"]["loss"] = val_loss
         value = float(metrics["overall"][job.metric])
+        scheduler_plugin.on_validation(scheduler, value)
         report = EpochReport(epoch, total_loss / max(1, seen), metrics, value,
                              time.perf_counter() - start, seen / max(train_seconds, 1e-9))
         history.append(report)
@@ -223,7 +233,37 @@ def _sortable(value: float, direction: str) -> float:
     return value if direction == "maximize" else -value
 
 
-def _optimizer_step(model: nn.Module, optimizer: Any, scheduler: Any, scaler: Any, max_grad_norm: float) -> None:
+def training_plan(train: Any, steps_per_epoch: int, direction: str) -> TrainingPlan:
+    """Steps of the whole run and of its warmup (``warmup_steps`` wins over ``warmup_ratio``)."""
+    total = steps_per_epoch * train.epochs
+    warmup = min(train.warmup_steps, total) if train.warmup_steps else int(round(train.warmup_ratio * total))
+    return TrainingPlan(total_steps=total, warmup_steps=warmup, steps_per_epoch=steps_per_epoch, direction=direction)
+
+
+@dataclass(frozen=True)
+class TokenDropout:
+    """Replace a random share of the non-special tokens of a training batch by the mask token."""
+
+    rate: float
+    mask_token_id: int
+    special: torch.Tensor
+
+    @classmethod
+    def for_job(cls, job: TrainingJob, device: Any) -> "TokenDropout | None":
+        rate = job.config.train.token_dropout
+        if not rate or job.mask_token_id is None:
+            return None
+        special = torch.tensor(sorted({job.pad_token_id, *job.special_token_ids}), device=device)
+        return cls(rate, job.mask_token_id, special)
+
+    def __call__(self, input_ids: torch.Tensor) -> torch.Tensor:
+        drop = torch.rand(input_ids.shape, device=input_ids.device) < self.rate
+        drop &= ~torch.isin(input_ids, self.special)
+        return input_ids.masked_fill(drop, self.mask_token_id)
+
+
+def _optimizer_step(model: nn.Module, optimizer: Any, scheduler: Any, scaler: Any, max_grad_norm: float,
+                    after_step: Callable[[], None] = lambda: None) -> None:
     if scaler is not None:
         scaler.unscale_(optimizer)
     if max_grad_norm > 0:
@@ -234,6 +274,7 @@ def _optimizer_step(model: nn.Module, optimizer: Any, scheduler: Any, scaler: An
     else:
         optimizer.step()
     scheduler.step()
+    after_step()
     optimizer.zero_grad(set_to_none=True)
 
 

@@ -8,7 +8,7 @@ imported here.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Literal, Sequence
 
 from criteria.plugin import Plugin
 
@@ -29,8 +29,22 @@ __all__ = [
     "PrunerPlugin",
     "SamplerPlugin",
     "SchedulerPlugin",
+    "TrainingPlan",
     "kind_named",
 ]
+
+
+@dataclass(frozen=True)
+class TrainingPlan:
+    """What a training run will do, for plugins that size themselves by it (schedulers, AdaLoRA).
+
+    ``total_steps`` counts optimizer steps (after gradient accumulation); ``direction`` is the
+    study's (``maximize`` or ``minimize``), for schedulers driven by the validation metric."""
+
+    total_steps: int
+    warmup_steps: int = 0
+    steps_per_epoch: int = 1
+    direction: str = "maximize"
 
 
 class OptimizerPlugin(Plugin):
@@ -60,23 +74,50 @@ class OptimizerPlugin(Plugin):
 
 
 class SchedulerPlugin(Plugin):
-    """Builds a learning-rate scheduler stepped once per optimizer step."""
+    """Builds a learning-rate scheduler. The engine calls its ``step()`` once per optimizer step
+    and :meth:`on_validation` once per epoch, after evaluating."""
 
     kind: ClassVar[str] = "scheduler"
 
-    def build(
-        self, optimizer: torch.optim.Optimizer, *, total_steps: int, warmup_steps: int = 0
-    ) -> torch.optim.lr_scheduler.LRScheduler:
+    def build(self, optimizer: torch.optim.Optimizer, plan: TrainingPlan) -> torch.optim.lr_scheduler.LRScheduler:
         raise NotImplementedError
+
+    def on_validation(self, scheduler: Any, value: float) -> None:
+        """Called with the epoch's objective value; schedulers driven by it (plateau) act here."""
 
 
 class PeftPlugin(Plugin):
-    """Wraps a transformers model for parameter-efficient fine-tuning (or leaves it whole)."""
+    """Wraps a transformers encoder for parameter-efficient fine-tuning (or leaves it whole).
+
+    ``build`` returns the model to train; only its parameters with ``requires_grad`` train. The
+    other methods have defaults that suit methods without extra needs.
+    """
 
     kind: ClassVar[str] = "peft"
 
-    def build(self, model: torch.nn.Module) -> torch.nn.Module:
+    def build(self, model: torch.nn.Module, plan: TrainingPlan) -> torch.nn.Module:
         raise NotImplementedError
+
+    def lr_scale(self, parameter_name: str) -> float:
+        """A learning-rate multiplier for one trainable parameter (LoRA+ speeds up ``lora_B``)."""
+        return 1.0
+
+    def after_optimizer_step(self, model: torch.nn.Module, step: int) -> None:
+        """Called after each optimizer step (``step`` counts from 1), before gradients are
+        cleared: AdaLoRA reallocates its ranks here."""
+
+    def merged(self, model: torch.nn.Module) -> torch.nn.Module | None:
+        """The trained model as a plain transformers model with the method's updates folded into
+        its weights, for saving; None when they cannot be folded (prompts, adapters). Then the
+        :meth:`base_model` is saved, the trainable weights beside it, and :meth:`build` re-applies
+        the method when the model is loaded."""
+        merge = getattr(model, "merge_and_unload", None)
+        return merge() if merge is not None else model
+
+    def base_model(self, model: torch.nn.Module) -> torch.nn.Module:
+        """The transformers model under the method's wrapper (what ``save_pretrained`` writes)."""
+        get_base = getattr(model, "get_base_model", None)
+        return get_base() if get_base is not None else model
 
 
 class HeadPlugin(Plugin):
@@ -106,9 +147,14 @@ class LossPlugin(Plugin):
 
 
 class PrunerPlugin(Plugin):
-    """Builds an ``optuna.pruners.BasePruner``; chosen once per study."""
+    """Builds an ``optuna.pruners.BasePruner``; chosen once per study.
+
+    ``reports`` says what the study reports to it: the validation value of every ``"epoch"``
+    (steps numbered across folds), or each ``"fold"``'s final value with the fold as the step, for
+    pruners that compare trials fold by fold (Wilcoxon)."""
 
     kind: ClassVar[str] = "pruner"
+    reports: ClassVar[Literal["epoch", "fold"]] = "epoch"
 
     def build(self) -> optuna.pruners.BasePruner:
         raise NotImplementedError
@@ -121,6 +167,13 @@ class SamplerPlugin(Plugin):
 
     def build(self, seed: int | None = None) -> optuna.samplers.BaseSampler:
         raise NotImplementedError
+
+    def space_problems(self, dimensions: Sequence[tuple[str, Any]]) -> list[str]:
+        """Why this sampler cannot search a space, one message per problem (none: it can).
+
+        ``dimensions`` are ``(name, range)`` pairs as :meth:`SearchSpace.dimensions` gives them,
+        each range a :class:`criteria.ranges.FloatRange`, ``IntRange`` or ``Categorical``."""
+        return []
 
 
 class BackendPlugin(Plugin):

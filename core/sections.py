@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from criteria.ranges import ChoiceParam, FloatParam, IntParam
+from criteria.ranges import BoolParam, ChoiceParam, FloatParam, IntParam
 
 METRICS = (
     "macro_f1", "f1", "precision", "recall", "roc_auc", "pr_auc", "mcc", "balanced_accuracy",
@@ -81,7 +81,24 @@ class TrainConfig(Section):
     hidden_dropout: float = FloatParam(0.1, ge=0.0, le=0.9, search=(0.0, 0.3))
     attention_dropout: float = FloatParam(0.1, ge=0.0, le=0.9, search=(0.0, 0.3))
     max_grad_norm: float = ChoiceParam(1.0, search=(0.0, 1.0, 2.0, 5.0), description="0 disables clipping.")
-    warmup_ratio: float = FloatParam(0.06, ge=0.0, le=0.5, search=(0.0, 0.2))
+    token_dropout: float = FloatParam(
+        0.0, ge=0.0, le=0.5, search=(0.0, 0.2),
+        description="Share of post and criterion tokens replaced by the mask token while training.",
+    )
+    warmup_ratio: float = FloatParam(0.06, ge=0.0, le=0.5, search=(0.0, 0.2), description="Warmup as a share of all steps.")
+    warmup_steps: int = ChoiceParam(
+        0, search=(0, 500, 1000, 2000), ge=0,
+        description="Warmup in optimizer steps; overrides warmup_ratio when above 0 (capped at the run's steps).",
+    )
+    freeze_layers: int = ChoiceParam(
+        0, search=(0, 2, 6), ge=0, le=48,
+        description="Freeze the embeddings and the bottom N of 12 layers, scaled to the model's depth (6 layers: N/2).",
+    )
+    freeze_encoder: bool = BoolParam(False, description="Freeze the whole encoder: train the head only.")
+    unfreeze_layernorm: bool = BoolParam(
+        False, description="Train LayerNorms even where the PEFT method or freezing froze them.",
+    )
+    unfreeze_pooler: bool = BoolParam(False, description="Train the encoder's pooler (heads that read it).")
     head_lr_multiplier: float = FloatParam(1.0, ge=0.1, le=100.0, search=(1.0, 20.0), log=True)
     layerwise_lr_decay: float = FloatParam(1.0, ge=0.5, le=1.0, search=(0.75, 0.95), description="1 is off.")
     tune_threshold: bool = Field(False, description="Tune the decision threshold on the validation split.")

@@ -124,11 +124,17 @@ def parse_spec(raw: dict[str, Any], path: Path, registry: Registry) -> Spec:
         else:
             study_plugins[kind.name] = kind_space.default()
 
+    space = SearchSpace(train, per_trial)
+    sampler = study_plugins.get("sampler")
+    if sampler is not None and not problems:
+        for message in sampler.space_problems(space.dimensions()):
+            problems.append(SpecProblem("sampler.use", message, given=sampler.name,
+                                        hint="fix the parameters it names in the spec, or use another sampler"))
     if problems:
         raise SpecError(str(path), problems)
     return Spec(
         path=path, raw=raw, study=sections["study"], data=sections["data"],  # type: ignore[arg-type]
-        model=sections["model"], space=SearchSpace(train, per_trial),  # type: ignore[arg-type]
+        model=sections["model"], space=space,  # type: ignore[arg-type]
         study_plugins=study_plugins,
     )
 

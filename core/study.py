@@ -98,6 +98,7 @@ class Objective:
         else:
             self.splits = [holdout(data.corpus, data.study_indices, spec.data.validation_fraction, spec.study.seed)]
         self.tags = {"criteria.data_sha256": data.corpus.sha256}
+        self.per_fold = spec.pruner.reports == "fold"
 
     def __call__(self, trial: Any) -> float:
         import optuna
@@ -124,6 +125,10 @@ class Objective:
                 first_fold = first_fold or result
                 fold_values.append(reduce_epochs(result.history, self.spec.study.epoch_reduction,
                                                  self.spec.study.direction))
+                if self.per_fold:  # pruners that compare trials fold by fold (Wilcoxon)
+                    trial.report(fold_values[-1], fold)
+                    if trial.should_prune():
+                        raise optuna.TrialPruned(f"pruned after fold {fold} ({fold_values[-1]:.4f})")
         except optuna.TrialPruned as pruned:
             if self.tracker:
                 self.tracker.end_trial(run_id, "pruned", str(pruned))
@@ -159,7 +164,8 @@ class Objective:
 
         def report(epoch: EpochReport) -> None:
             step = fold * epochs + epoch.epoch  # unique across folds, so pruners compare like with like
-            trial.report(epoch.value, step)
+            if not self.per_fold:
+                trial.report(epoch.value, step)
             if self.tracker:
                 overall = epoch.metrics["overall"]
                 metrics = {f"val_{k}": v for k, v in overall.items() if isinstance(v, float)}
@@ -169,7 +175,7 @@ class Objective:
                 self.tracker.log_metrics(run_id, metrics, step)
             if self.on_epoch:
                 self.on_epoch(trial.number, epoch)
-            if trial.should_prune():
+            if not self.per_fold and trial.should_prune():
                 raise optuna.TrialPruned(f"pruned at fold {fold}, epoch {epoch.epoch} ({epoch.value:.4f})")
 
         return report

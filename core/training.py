@@ -45,11 +45,20 @@ def make_job(spec: Spec, data: PreparedData, config: TrialConfig, train_idx, val
     job = TrainingJob(
         corpus=data.corpus, encoded=data.encoded, train_indices=train_idx, validation_indices=val_idx,
         config=config, model_name=spec.model.name, pad_token_id=data.tokenizer.pad_token_id or 0,
+        mask_token_id=_mask_token_id(data.tokenizer), special_token_ids=tuple(data.tokenizer.all_special_ids),
         metric=spec.study.metric, direction=spec.study.direction, seed=spec.study.seed,
         tune_threshold=config.train.tune_threshold, **kwargs,
     )
     check_trainable(job)
     return job
+
+
+def _mask_token_id(tokenizer: Any) -> int | None:
+    """The token that token dropout writes: the mask token, else the unknown token."""
+    for token_id in (tokenizer.mask_token_id, tokenizer.unk_token_id):
+        if token_id is not None:
+            return token_id
+    return None
 
 
 @dataclass
@@ -129,7 +138,7 @@ def save_run_model(result: FitResult, data: PreparedData, spec: Spec, config: Tr
         "num_labels": 2,
         "criteria_version": __version__,
         **metadata,
-    })
+    }, peft=config.plugins["peft"])
     write_resolved_spec(spec, config, folder / "spec.resolved.json")
 
 

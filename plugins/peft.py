@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from criteria import ChoiceParam, FloatParam, PeftPlugin, PluginConfig, Requirements, hookimpl
+from criteria import ChoiceParam, FloatParam, PeftPlugin, PluginConfig, Requirements, TrainingPlan, hookimpl
 
 # Module-name suffixes of each role, across encoder families (BERT: query/value,
 # DeBERTa-v2: query_proj/value_proj, DistilBERT: q_lin/v_lin). peft matches them as suffixes.
@@ -43,7 +43,7 @@ class NoPeft(PeftPlugin):
     summary = "Full fine-tuning: every weight trains."
     priority = 10
 
-    def build(self, model: Any) -> Any:
+    def build(self, model: Any, plan: TrainingPlan) -> Any:
         return model
 
 
@@ -61,7 +61,7 @@ class Lora(PeftPlugin):
     Config = LoraConfig
     requires = Requirements.of({"peft": "peft"})
 
-    def build(self, model: Any) -> Any:
+    def build(self, model: Any, plan: TrainingPlan) -> Any:
         import peft
 
         c = self.config

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from criteria import FloatParam, PluginConfig, SchedulerPlugin, hookimpl
+from criteria import FloatParam, PluginConfig, SchedulerPlugin, TrainingPlan, hookimpl
 
 
 class Linear(SchedulerPlugin):
@@ -12,10 +12,10 @@ class Linear(SchedulerPlugin):
     summary = "Linear warmup, then linear decay to zero."
     priority = 10
 
-    def build(self, optimizer: Any, *, total_steps: int, warmup_steps: int = 0) -> Any:
+    def build(self, optimizer: Any, plan: TrainingPlan) -> Any:
         from transformers import get_linear_schedule_with_warmup
 
-        return get_linear_schedule_with_warmup(optimizer, warmup_steps, total_steps)
+        return get_linear_schedule_with_warmup(optimizer, plan.warmup_steps, plan.total_steps)
 
 
 class CosineConfig(PluginConfig):
@@ -27,11 +27,11 @@ class Cosine(SchedulerPlugin):
     summary = "Linear warmup, then half a cosine down to a floor."
     Config = CosineConfig
 
-    def build(self, optimizer: Any, *, total_steps: int, warmup_steps: int = 0) -> Any:
+    def build(self, optimizer: Any, plan: TrainingPlan) -> Any:
         from transformers import get_cosine_with_min_lr_schedule_with_warmup
 
         return get_cosine_with_min_lr_schedule_with_warmup(
-            optimizer, warmup_steps, total_steps, min_lr_rate=self.config.min_lr_ratio
+            optimizer, plan.warmup_steps, plan.total_steps, min_lr_rate=self.config.min_lr_ratio
         )
 
 
@@ -39,10 +39,10 @@ class Constant(SchedulerPlugin):
     name = "constant"
     summary = "Linear warmup, then a constant learning rate."
 
-    def build(self, optimizer: Any, *, total_steps: int, warmup_steps: int = 0) -> Any:
+    def build(self, optimizer: Any, plan: TrainingPlan) -> Any:
         from transformers import get_constant_schedule_with_warmup
 
-        return get_constant_schedule_with_warmup(optimizer, warmup_steps)
+        return get_constant_schedule_with_warmup(optimizer, plan.warmup_steps)
 
 
 @hookimpl

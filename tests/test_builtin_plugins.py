@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from criteria import TrainingPlan
 from criteria.registry import Registry
 
 pytestmark = [
@@ -147,6 +148,7 @@ def test_optimizer_scales_group_lr_and_reduces_regression_loss(name):
 # --- schedulers ----------------------------------------------------------------------------
 
 TOTAL_STEPS, WARMUP_STEPS, PEAK_LR = 10, 2, 0.1
+PLAN = TrainingPlan(total_steps=TOTAL_STEPS)
 
 
 def _scheduled_lrs(name: str, **config: Any) -> tuple[list[float], list[float]]:
@@ -156,7 +158,7 @@ def _scheduled_lrs(name: str, **config: Any) -> tuple[list[float], list[float]]:
 
     params = [torch.nn.Parameter(torch.zeros(1)), torch.nn.Parameter(torch.zeros(1))]
     optimizer = torch.optim.SGD([{"params": [params[0]], "lr": PEAK_LR}, {"params": [params[1]], "lr": 10 * PEAK_LR}])
-    scheduler = make("scheduler", name, **config).build(optimizer, total_steps=TOTAL_STEPS, warmup_steps=WARMUP_STEPS)
+    scheduler = make("scheduler", name, **config).build(optimizer, TrainingPlan(TOTAL_STEPS, WARMUP_STEPS))
     assert isinstance(scheduler, torch.optim.lr_scheduler.LRScheduler)
     lrs, ratios = [], []
     for step in range(TOTAL_STEPS + 1):
@@ -238,7 +240,7 @@ def _count(model) -> tuple[int, int]:
 @pytest.mark.parametrize("family", ENCODERS)
 @pytest.mark.parametrize("name", builtin_names("peft"))
 def test_peft_wrapped_encoder_runs_forward_and_backward(name, family):
-    model = make("peft", name).build(_tiny_encoder(family))
+    model = make("peft", name).build(_tiny_encoder(family), PLAN)
     out = model(**_encoder_inputs()).last_hidden_state
     assert out.shape == (2, 6, 32)
     out.sum().backward()
@@ -250,7 +252,7 @@ def test_peft_wrapped_encoder_runs_forward_and_backward(name, family):
 @pytest.mark.parametrize("family", ENCODERS)
 def test_peft_none_leaves_every_parameter_trainable(family):
     model = _tiny_encoder(family)
-    built = make("peft", "none").build(model)
+    built = make("peft", "none").build(model, PLAN)
     trainable, total = _count(built)
     assert trainable == total == sum(p.numel() for p in model.parameters())
 
@@ -276,7 +278,7 @@ def test_lora_trains_only_adapters_on_the_targeted_layers(targets, family):
 
     base = _tiny_encoder(family).eval()
     reference = copy.deepcopy(base)
-    model = make("peft", "lora", targets=targets, r=2, alpha=4, dropout=0.0).build(base)
+    model = make("peft", "lora", targets=targets, r=2, alpha=4, dropout=0.0).build(base, PLAN)
 
     trainable_names = [n for n, p in model.named_parameters() if p.requires_grad]
     assert trainable_names and all("lora_" in n for n in trainable_names), trainable_names
@@ -318,7 +320,7 @@ def test_lora_trains_only_adapters_on_the_targeted_layers(targets, family):
 
 def test_lora_targets_nest_query_value_in_attention_in_attention_ffn():
     wrapped = {
-        targets: _lora_wrapped(make("peft", "lora", targets=targets).build(_tiny_encoder("bert")))
+        targets: _lora_wrapped(make("peft", "lora", targets=targets).build(_tiny_encoder("bert"), PLAN))
         for targets in ("query_value", "attention", "attention_ffn", "all_linear")
     }
     assert wrapped["query_value"] < wrapped["attention"] < wrapped["attention_ffn"] <= wrapped["all_linear"]

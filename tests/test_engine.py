@@ -136,10 +136,11 @@ use = "focal"
 
 def test_parameter_groups_scale_head_and_layers(tiny_bert, tmp_path, corpus):
     from criteria.engine import build_model
+    from criteria import TrainingPlan
     from criteria.runtime import Runtime
 
     job = job_for(write_spec(tmp_path, tiny_bert), corpus)
-    model = build_model(job, Runtime())
+    model = build_model(job, Runtime(), TrainingPlan(total_steps=10))
     groups = parameter_groups(model, head_lr_multiplier=10.0, layerwise_lr_decay=0.5, weight_decay=0.01)
     scale_of = {id(p): g["lr_scale"] for g in groups for p in g["params"]}
     named = dict(model.named_parameters())
