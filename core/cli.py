@@ -158,6 +158,24 @@ def plugins_show(
     console.print(table)
 
 
+@plugins_app.command("reference")
+def plugins_reference(
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write here instead of printing."),
+    distribution: list[str] = typer.Option(
+        ["criteria"], "--distribution", "-d", help="Document plugins of this distribution (repeatable)."
+    ),
+) -> None:
+    """Markdown reference of every plugin: summary, requirements, parameters with bounds and ranges."""
+    from criteria.reference import render_reference
+
+    text = render_reference(get_registry(), distribution)
+    if output is None:
+        print(text)
+        return
+    output.write_text(text, encoding="utf-8")
+    console.print(f"wrote {output}")
+
+
 # --- specs -----------------------------------------------------------------------------------
 
 

@@ -207,3 +207,60 @@ def test_train_command_writes_a_loadable_run_folder_and_predict_scores(tiny_bert
     rows = list(csv.DictReader(out.open()))
     assert len(rows) == 18 and {r["post_id"] for r in rows} == {"p1", "p2"}
     assert all(0.0 <= float(r["probability"]) <= 1.0 and r["met"] in {"0", "1"} for r in rows)
+
+
+@pytest.mark.parametrize(("knobs", "frozen_depth"), [
+    ("freeze_layers = 6", 1),  # 6 of 12 layers on a 2-layer model: the embeddings and layer 0
+    ("freeze_layers = 12", 2),
+    ("freeze_encoder = true\nunfreeze_pooler = true", 2),
+])
+def test_freezing_knobs_scale_to_the_model_depth(tiny_bert, tmp_path, corpus, knobs, frozen_depth):
+    from criteria import TrainingPlan
+    from criteria.engine import build_model
+    from criteria.freezing import layer_depth
+    from criteria.runtime import Runtime
+
+    job = job_for(write_spec(tmp_path, tiny_bert, knobs), corpus)
+    model = build_model(job, Runtime(), TrainingPlan(total_steps=10))
+    for name, param in model.encoder.named_parameters():
+        depth = layer_depth(name, 2)
+        assert param.requires_grad == (depth > frozen_depth), name  # depth 3, the pooler, always trains here
+    assert all(p.requires_grad for p in model.head.parameters())
+
+
+def test_unfreeze_layernorm_trains_norms_under_a_frozen_encoder(tiny_bert, tmp_path, corpus):
+    from criteria import TrainingPlan
+    from criteria.engine import build_model
+    from criteria.runtime import Runtime
+
+    job = job_for(write_spec(tmp_path, tiny_bert, "freeze_encoder = true\nunfreeze_layernorm = true"), corpus)
+    model = build_model(job, Runtime(), TrainingPlan(total_steps=10))
+    trainable = {n for n, p in model.encoder.named_parameters() if p.requires_grad}
+    assert trainable and all("LayerNorm" in n for n in trainable)
+
+
+def test_token_dropout_masks_only_ordinary_tokens(tiny_bert, tmp_path, corpus, tokenizer):
+    from criteria.engine import TokenDropout
+
+    job = job_for(write_spec(tmp_path, tiny_bert, "token_dropout = 0.5"), corpus,
+                  mask_token_id=tokenizer.mask_token_id, special_token_ids=tuple(tokenizer.all_special_ids))
+    dropout = TokenDropout.for_job(job, "cpu")
+    ids = torch.tensor([[tokenizer.cls_token_id] + list(range(2000, 2400)) + [tokenizer.sep_token_id, 0, 0]])
+    torch.manual_seed(0)
+    dropped = dropout(ids)
+    special = torch.isin(ids, torch.tensor(tokenizer.all_special_ids + [0]))
+    assert torch.equal(dropped[special], ids[special])
+    share = (dropped[~special] == tokenizer.mask_token_id).float().mean().item()
+    assert 0.4 < share < 0.6
+    assert TokenDropout.for_job(job_for(write_spec(tmp_path, tiny_bert), corpus, mask_token_id=103), "cpu") is None
+
+
+def test_warmup_steps_override_the_ratio_and_are_capped():
+    from types import SimpleNamespace
+
+    from criteria.engine import training_plan
+
+    knobs = SimpleNamespace(epochs=3, warmup_ratio=0.1, warmup_steps=0)
+    assert training_plan(knobs, 10, "maximize").warmup_steps == 3
+    assert training_plan(SimpleNamespace(**{**vars(knobs), "warmup_steps": 500}), 10, "maximize").warmup_steps == 30
+    assert training_plan(SimpleNamespace(**{**vars(knobs), "warmup_steps": 5}), 10, "minimize").warmup_steps == 5
