@@ -161,6 +161,7 @@ def load_classifier(folder: Path, registry: Any = None) -> tuple[CriterionClassi
             raise CriteriaError(f"{folder / PEFT_FILE} does not fit the {peft.name!r} PEFT method "
                                 f"(unexpected weights {unexpected[:3]}); was it saved by another version?")
     head = head_plugin.build(encoder.config.hidden_size, metadata.get("num_labels", 2))
+    model = CriterionClassifier(encoder, head)  # binds the head first: that decides its weights
     head.load_state_dict(torch.load(folder / HEAD_FILE, map_location="cpu", weights_only=True))
-    model = CriterionClassifier(encoder, head).eval()
+    model.eval()
     return model, AutoTokenizer.from_pretrained(folder / "encoder"), metadata
