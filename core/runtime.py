@@ -61,8 +61,14 @@ class Runtime:
         import torch
 
         model = model.to(self.device)
-        if self.gradient_checkpointing and hasattr(model, "gradient_checkpointing_enable"):
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if self.gradient_checkpointing:
+            # The transformers encoder (inside a classifier, or under a PEFT wrapper) owns the switch.
+            encoder = getattr(model, "encoder", model)
+            enable = getattr(encoder, "gradient_checkpointing_enable", None)
+            if enable is None:
+                raise ValueError(f"{type(encoder).__name__} does not support gradient checkpointing; "
+                                 "set gradient_checkpointing = false in the backend")
+            enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         if self.compile_mode is not None:
             model = torch.compile(model, mode=self.compile_mode)
         return model
