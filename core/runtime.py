@@ -64,11 +64,17 @@ class Runtime:
         if self.gradient_checkpointing:
             # The transformers encoder (inside a classifier, or under a PEFT wrapper) owns the switch.
             encoder = getattr(model, "encoder", model)
-            enable = getattr(encoder, "gradient_checkpointing_enable", None)
-            if enable is None:
+            # transformers 5 renamed the switch (and its keyword); older versions have the first name.
+            new = getattr(encoder, "activation_checkpointing_enable", None)
+            old = getattr(encoder, "gradient_checkpointing_enable", None)
+            if new is None and old is None:
                 raise ValueError(f"{type(encoder).__name__} does not support gradient checkpointing; "
                                  "set gradient_checkpointing = false in the backend")
-            enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            kwargs = {"use_reentrant": False}
+            if new is not None:
+                new(activation_checkpointing_kwargs=kwargs)
+            else:
+                old(gradient_checkpointing_kwargs=kwargs)
         if self.compile_mode is not None:
             model = torch.compile(model, mode=self.compile_mode)
         return model

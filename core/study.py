@@ -73,17 +73,27 @@ def load_study(spec: Spec, *, create: bool = True) -> Any:
     import optuna
 
     url = storage_url(spec)
+    sampler = pruner = None
+    if create:  # built outside the storage errors below, so a plugin's own error keeps its message
+        sampler, pruner = _build_study_plugin(spec.sampler, seed=spec.study.seed), _build_study_plugin(spec.pruner)
     try:
         if not create:
             return optuna.load_study(study_name=spec.study.name, storage=url)
         return optuna.create_study(
             study_name=spec.study.name, storage=url, load_if_exists=True, direction=spec.study.direction,
-            sampler=spec.sampler.build(seed=spec.study.seed), pruner=spec.pruner.build(),
+            sampler=sampler, pruner=pruner,
         )
     except KeyError:
         raise CriteriaError(f"no study named {spec.study.name!r} in {redact(url)}; run `criteria run` first") from None
     except Exception as exc:  # storage URL errors come from SQLAlchemy with the URL in them
         raise CriteriaError(f"cannot open the study storage {redact(url)}: {type(exc).__name__}") from None
+
+
+def _build_study_plugin(plugin: Any, **kwargs: Any) -> Any:
+    try:
+        return plugin.build(**kwargs)
+    except (ValueError, RuntimeError, KeyError) as exc:
+        raise CriteriaError(f"{plugin.kind} {plugin.name!r} cannot be built: {exc}") from None
 
 
 class Objective:

@@ -1,10 +1,35 @@
-"""Built-in Optuna samplers, chosen once per study."""
+"""Built-in Optuna samplers, chosen once per study.
+
+Sampler settings are study-level (never searched per trial), so their fields declare bounds only.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import warnings
+from contextlib import contextmanager
+from typing import Any, Iterator, Literal, Sequence
 
-from criteria import BoolParam, IntParam, PluginConfig, SamplerPlugin, hookimpl
+from pydantic import Field
+
+from criteria import (
+    BoolParam, ChoiceParam, FloatParam, IntParam, PluginConfig, Requirements, SamplerPlugin, hookimpl,
+)
+from criteria.ranges import Categorical, choice_label
+
+
+@contextmanager
+def _experimental_ok() -> Iterator[None]:
+    """Silence Optuna's ExperimentalWarning for options that have been stable for releases."""
+    import optuna
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        yield
+
+
+def _varies(search: Any) -> bool:
+    """Whether a range offers more than one value (Optuna fixes single-valued ones by itself)."""
+    return len({choice_label(v) for v in search.endpoints()}) > 1
 
 
 class TPEConfig(PluginConfig):
@@ -22,13 +47,10 @@ class TPE(SamplerPlugin):
     priority = 10
 
     def build(self, seed: int | None = None) -> Any:
-        import warnings
-
         import optuna
 
         c = self.config
-        with warnings.catch_warnings():  # multivariate/group are "experimental" but long stable
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        with _experimental_ok():  # multivariate/group are "experimental" but long stable
             return optuna.samplers.TPESampler(
                 multivariate=c.multivariate, group=c.group, n_startup_trials=c.n_startup_trials,
                 constant_liar=c.constant_liar, seed=seed,
@@ -45,6 +67,116 @@ class Random(SamplerPlugin):
         return optuna.samplers.RandomSampler(seed=seed)
 
 
+class GPConfig(PluginConfig):
+    n_startup_trials: int = IntParam(10, ge=0, le=1000, description="Random trials before the GP takes over.")
+    deterministic_objective: bool = BoolParam(
+        False, searchable=False, description="Fit no observation noise (only if reruns give identical values)."
+    )
+
+
+class GP(SamplerPlugin):
+    name = "gp"
+    summary = "Gaussian-process Bayesian optimization; sample-efficient for small budgets of costly trials."
+    Config = GPConfig
+    requires = Requirements.of({"scipy": "scipy", "torch": "torch"})
+
+    def build(self, seed: int | None = None) -> Any:
+        import optuna
+
+        c = self.config
+        with _experimental_ok():
+            return optuna.samplers.GPSampler(
+                seed=seed, n_startup_trials=c.n_startup_trials, deterministic_objective=c.deterministic_objective
+            )
+
+
+class CmaEsConfig(PluginConfig):
+    n_startup_trials: int = IntParam(1, ge=0, le=1000, description="Random trials before CMA-ES takes over.")
+    popsize: int | None = Field(None, ge=2, le=10000, description="Population (none: 4 + 3 ln(dimensions)).")
+    with_margin: bool = BoolParam(
+        False, searchable=False, description="CMA-ES with margin: keeps integer and stepped parameters exploring."
+    )
+
+
+class CmaEs(SamplerPlugin):
+    name = "cmaes"
+    summary = "CMA-ES evolution strategy; numeric spaces only (fix categorical parameters, or use tpe)."
+    Config = CmaEsConfig
+    requires = Requirements.of({"cmaes": "cmaes"})
+
+    def build(self, seed: int | None = None) -> Any:
+        import optuna
+
+        c = self.config
+        with _experimental_ok():  # with_margin is "experimental"
+            return optuna.samplers.CmaEsSampler(
+                seed=seed, n_startup_trials=c.n_startup_trials, popsize=c.popsize, with_margin=c.with_margin
+            )
+
+    def space_problems(self, dimensions: Sequence[tuple[str, Any]]) -> list[str]:
+        # Optuna's CmaEsSampler would sample them at random, silently: say so before the study runs.
+        categorical = [name for name, search in dimensions
+                       if isinstance(search, Categorical) and _varies(search)]
+        if not categorical:
+            return []
+        return [
+            f"CMA-ES cannot sample categorical parameters, and this space searches {len(categorical)}: "
+            f"{', '.join(categorical)}. Fix each to one value in the spec (a plugin choice by "
+            '`use = "NAME"`, a parameter by `NAME = value`), or use a sampler that handles them: '
+            '[sampler] use = "tpe"'
+        ]
+
+
+class QMCConfig(PluginConfig):
+    qmc_type: Literal["sobol", "halton"] = ChoiceParam(
+        "sobol", searchable=False, description="Low-discrepancy sequence."
+    )
+    # Scrambled sequences avoid the unscrambled ones' fixed corner points and make the seed count.
+    scramble: bool = BoolParam(True, searchable=False, description="Randomize the sequence (uses the seed).")
+
+
+class QMC(SamplerPlugin):
+    name = "qmc"
+    summary = "Quasi-Monte Carlo (Sobol or Halton): covers numeric spaces evenly; categoricals at random."
+    Config = QMCConfig
+    requires = Requirements.of({"scipy": "scipy"})
+
+    def build(self, seed: int | None = None) -> Any:
+        import optuna
+
+        c = self.config
+        with _experimental_ok():
+            return optuna.samplers.QMCSampler(
+                qmc_type=c.qmc_type, scramble=c.scramble, seed=seed, warn_independent_sampling=False
+            )
+
+
+class NSGA2Config(PluginConfig):
+    population_size: int = IntParam(50, ge=2, le=10000, description="Trials per generation.")
+    mutation_prob: float | None = Field(
+        None, ge=0.0, le=1.0, description="Per-parameter mutation rate (none: 1/parameters)."
+    )
+    crossover_prob: float = FloatParam(0.9, ge=0.0, le=1.0, description="Chance a child is bred by crossover.")
+    swapping_prob: float = FloatParam(
+        0.5, ge=0.0, le=1.0, description="Chance each parameter comes from the other parent."
+    )
+
+
+class NSGA2(SamplerPlugin):
+    name = "nsga2"
+    summary = "NSGA-II genetic algorithm; meant for multi-objective studies, also runs single-objective ones."
+    Config = NSGA2Config
+
+    def build(self, seed: int | None = None) -> Any:
+        import optuna
+
+        c = self.config
+        return optuna.samplers.NSGAIISampler(
+            population_size=c.population_size, mutation_prob=c.mutation_prob, crossover_prob=c.crossover_prob,
+            swapping_prob=c.swapping_prob, seed=seed,
+        )
+
+
 @hookimpl
 def register_samplers(register):
-    register(TPE, Random)
+    register(TPE, Random, GP, CmaEs, QMC, NSGA2)

@@ -88,8 +88,8 @@ CASES = {
         "backend.use", ["backend 'cuda' is not available here", "needs"],
     ),
     "invalid_cross_field_value": (
-        "[optimizer]\nuse = 'sgd'\n[optimizer.sgd]\nmomentum = 0.0\nnesterov = true\n",
-        "optimizer.sgd", ["nesterov = true needs momentum > 0"],
+        "[pruner]\nuse = 'hyperband'\n[pruner.hyperband]\nmin_resource = 5\nmax_resource = 2\n",
+        "pruner.hyperband", ["max_resource (2) must be >= min_resource (5)"],
     ),
     "fp16_on_cpu": (
         "[backend]\nuse = 'cpu'\n[backend.cpu]\nprecision = 'fp16'\n",
