@@ -74,12 +74,13 @@ class OptimizerPlugin(Plugin):
 
 
 class SchedulerPlugin(Plugin):
-    """Builds a learning-rate scheduler. The engine calls its ``step()`` once per optimizer step
-    and :meth:`on_validation` once per epoch, after evaluating."""
+    """Builds a learning-rate scheduler: a torch ``LRScheduler`` or any object with ``step()``.
+    The engine calls its ``step()`` once per optimizer step and :meth:`on_validation` once per
+    epoch, after evaluating."""
 
     kind: ClassVar[str] = "scheduler"
 
-    def build(self, optimizer: torch.optim.Optimizer, plan: TrainingPlan) -> torch.optim.lr_scheduler.LRScheduler:
+    def build(self, optimizer: torch.optim.Optimizer, plan: TrainingPlan) -> Any:
         raise NotImplementedError
 
     def on_validation(self, scheduler: Any, value: float) -> None:

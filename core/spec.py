@@ -121,7 +121,7 @@ def parse_spec(raw: dict[str, Any], path: Path, registry: Registry) -> Spec:
             continue
         if kind.per_trial:
             per_trial[kind.name] = kind_space
-        else:
+        elif not any(p.key.startswith(kind.name) for p in problems):  # else its problems are reported
             study_plugins[kind.name] = kind_space.default()
 
     space = SearchSpace(train, per_trial)
