@@ -255,8 +255,17 @@ def _coerce(config_cls: type[BaseModel], name: str, value: Any) -> tuple[Any, st
         return getattr(config_cls(**{name: value}), name), None
     except ValidationError as exc:
         errors = exc.errors(include_url=False)
-        mine = [e for e in errors if e["loc"][:1] == (name,)] or errors
-        return None, mine[0]["msg"]
+        mine = [e for e in errors if e["loc"][:1] == (name,)]
+        if mine or any(e["loc"] for e in errors):
+            return None, (mine or errors)[0]["msg"]
+    # Only a model-level rule failed, against the other fields' defaults: the value itself is
+    # fine. The fixed values are checked together later.
+    from typing import Annotated
+
+    from pydantic import TypeAdapter
+
+    field = config_cls.model_fields[name]
+    return TypeAdapter(Annotated[field.annotation, field]).validate_python(value), None
 
 
 def _example(param: Param) -> str:

@@ -254,7 +254,7 @@ def _count(model) -> tuple[int, int]:
 def test_peft_wrapped_encoder_runs_forward_and_backward(name, family):
     model = make("peft", name).build(_tiny_encoder(family), PLAN)
     out = model(**_encoder_inputs()).last_hidden_state
-    assert out.shape == (2, 6, 32)
+    assert out.shape[0] == 2 and out.shape[1] >= 6 and out.shape[2] == 32  # prompts add positions
     out.sum().backward()
     trainable = [p for p in model.parameters() if p.requires_grad]
     assert trainable

@@ -156,3 +156,11 @@ def test_cli_prints_the_message_without_traceback(tmp_path, cli):
 def test_shipped_specs_are_valid():
     for spec in (Path(__file__).parents[1] / "specs").glob("*.toml"):
         load_spec(spec)
+
+
+def test_values_valid_together_pass_even_if_one_conflicts_with_a_default(tmp_path):
+    # adalora requires target_r < init_r; init_r = 4 alone conflicts with the default target_r (8)
+    spec = tmp_path / "ok.toml"
+    spec.write_text("[peft]\nuse = 'adalora'\n[peft.adalora]\ninit_r = 4\ntarget_r = 2\n")
+    plugin = load_spec(spec).space.kinds["peft"].default()
+    assert (plugin.config.init_r, plugin.config.target_r) == (4, 2)
