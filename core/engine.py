@@ -44,6 +44,7 @@ class EpochReport:
     value: float  # the objective metric
     seconds: float
     train_samples_per_second: float
+    threshold: float = 0.5  # the decision threshold the metrics use (tuned on validation, if asked)
 
 
 @dataclass
@@ -198,12 +199,15 @@ def fit(job: TrainingJob, progress: Any = None) -> FitResult:
                                         train.eval_batch_size, loss_fn, progress)
         val_labels = [labels[i] for i in val_idx]
         groups_ = [job.corpus.pairs[i].criterion_id for i in val_idx]
-        metrics = evaluate(val_labels, probs, groups_)
+        # With tuning on, every epoch is scored at its own best threshold, so epochs (and trials)
+        # are compared by what the model would be used at, not by how calibrated it is yet.
+        threshold = tune_threshold(val_labels, probs, metric=_tunable(job.metric)) if job.tune_threshold else 0.5
+        metrics = evaluate(val_labels, probs, groups_, threshold)
         metrics["overall"]["loss"] = val_loss
         value = float(metrics["overall"][job.metric])
         scheduler_plugin.on_validation(scheduler, value)
         report = EpochReport(epoch, total_loss / max(1, seen), metrics, value,
-                             time.perf_counter() - start, seen / max(train_seconds, 1e-9))
+                             time.perf_counter() - start, seen / max(train_seconds, 1e-9), threshold)
         history.append(report)
         if progress:
             progress.advance(epoch_task)
@@ -221,10 +225,14 @@ def fit(job: TrainingJob, progress: Any = None) -> FitResult:
     if best_state is not None:
         core.load_state_dict(best_state)
     best_epoch = 1 + max(range(len(history)), key=lambda i: _sortable(history[i].value, job.direction))
-    threshold = 0.5
-    if job.tune_threshold:
-        threshold = tune_threshold([labels[i] for i in val_idx], best_probs)
-    return FitResult(core, history, best_epoch, threshold, best_probs, stopped_early)
+    return FitResult(core, history, best_epoch, history[best_epoch - 1].threshold, best_probs, stopped_early)
+
+
+def _tunable(metric: str) -> str:
+    """The metric to tune the threshold for: the objective, unless it ignores the threshold."""
+    from criteria.metrics import METRIC_NAMES, RANKING_METRICS
+
+    return metric if metric in METRIC_NAMES and metric not in RANKING_METRICS else "macro_f1"
 
 
 def _sortable(value: float, direction: str) -> float:

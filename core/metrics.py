@@ -43,6 +43,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "METRIC_NAMES",
+    "RANKING_METRICS",
     "binary_metrics",
     "classification_report_dict",
     "confusion_matrix_figure",
@@ -56,7 +57,7 @@ METRIC_NAMES = ("f1", "macro_f1", "precision", "recall", "roc_auc", "pr_auc", "m
 _LABELS = [0, 1]
 _TARGET_NAMES = ["not met", "met"]
 # Metrics that do not depend on the threshold, so cannot be tuned with one.
-_RANKING_METRICS = ("roc_auc", "pr_auc")
+RANKING_METRICS = ("roc_auc", "pr_auc")
 _TABLE_COLUMNS = ("macro_f1", "f1", "precision", "recall", "roc_auc", "pr_auc", "mcc", "support", "positives")
 
 
@@ -135,7 +136,7 @@ def binary_metrics(labels: Sequence[int], probs: Sequence[float], threshold: flo
 
     pred = _predict(p, threshold)
     with _quiet():
-        out = {name: _threshold_metric(name, y, pred) for name in METRIC_NAMES if name not in _RANKING_METRICS}
+        out = {name: _threshold_metric(name, y, pred) for name in METRIC_NAMES if name not in RANKING_METRICS}
         if 0 < positives < n:
             out["roc_auc"] = float(roc_auc_score(y, p))
             out["pr_auc"] = float(average_precision_score(y, p, pos_label=1))
@@ -180,9 +181,9 @@ def tune_threshold(labels: Sequence[int], probs: Sequence[float], metric: str = 
     more than ``max_candidates`` midpoints, that many are taken at evenly spaced ranks.
     ``roc_auc``/``pr_auc`` do not depend on the threshold and are rejected.
     """
-    if metric in _RANKING_METRICS:
+    if metric in RANKING_METRICS:
         raise ValueError(f"{metric!r} does not depend on the threshold; tune one of "
-                         f"{tuple(m for m in METRIC_NAMES if m not in _RANKING_METRICS)}")
+                         f"{tuple(m for m in METRIC_NAMES if m not in RANKING_METRICS)}")
     if metric not in METRIC_NAMES:
         raise ValueError(f"unknown metric {metric!r}; choose from {METRIC_NAMES}")
     y, p = _as_arrays(labels, probs)

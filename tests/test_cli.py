@@ -56,3 +56,12 @@ def test_validate_and_space(cli):
     assert dims > 10
     assert "optimizer.lion.lr ~ loguniform(2e-05, 0.0001)" in space.stdout  # the spec's range
     assert "peft.lora.dropout ~ uniform(0, 0.2)" in space.stdout  # the plugin's declared range
+
+
+def test_the_plugin_reference_in_docs_is_current(registry):
+    from criteria.reference import render_reference
+
+    committed = (Path(__file__).parent.parent / "docs" / "reference.md").read_text(encoding="utf-8")
+    assert committed == render_reference(registry), (
+        "docs/reference.md is out of date: run `criteria plugins reference -o docs/reference.md`"
+    )
