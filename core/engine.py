@@ -182,6 +182,9 @@ def fit(job: TrainingJob, progress: Any = None) -> FitResult:
             with runtime.autocast():
                 logits = model(input_ids, batch.attention_mask, batch.token_type_ids)
             loss = loss_fn(logits.float(), batch.labels)
+            penalty = peft.regularization(core.encoder)
+            if penalty is not None:
+                loss = loss + penalty
             if not torch.isfinite(loss):
                 raise TrainingDiverged(f"the training loss became {loss.item()} at epoch {epoch}, batch {step}")
             scaled = loss / accumulation

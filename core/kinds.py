@@ -103,6 +103,10 @@ class PeftPlugin(Plugin):
         """A learning-rate multiplier for one trainable parameter (LoRA+ speeds up ``lora_B``)."""
         return 1.0
 
+    def regularization(self, model: torch.nn.Module) -> torch.Tensor | None:
+        """A term added to each training batch's loss (AdaLoRA's orthogonality penalty), or None."""
+        return None
+
     def after_optimizer_step(self, model: torch.nn.Module, step: int) -> None:
         """Called after each optimizer step (``step`` counts from 1), before gradients are
         cleared: AdaLoRA reallocates its ranks here."""

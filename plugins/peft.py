@@ -182,6 +182,8 @@ class AdaLoraConfig(TargetsConfig):
                                description="Share of the training steps at the final ranks.")
     delta_t: int = IntParam(10, ge=1, le=1000, search=(1, 50), log=True,
                             description="Optimizer steps between rank reallocations.")
+    orth_reg_weight: float = FloatParam(0.5, ge=0.0, le=10.0, search=(0.1, 1.0), log=True,
+                                        description="Weight of the penalty keeping P and Q orthogonal.")
 
     @model_validator(mode="after")
     def _budget_shrinks(self) -> AdaLoraConfig:
@@ -206,8 +208,25 @@ class AdaLora(_PeftMethod):
         return peft.AdaLoraConfig(
             init_r=c.init_r, target_r=c.target_r, lora_alpha=c.alpha, lora_dropout=c.dropout,
             tinit=int(c.tinit * total), tfinal=int(c.tfinal * total), deltaT=c.delta_t, total_step=total,
+            orth_reg_weight=c.orth_reg_weight,
             target_modules=target_modules(model, c.targets),
         )
+
+    def regularization(self, model: Any) -> Any:
+        """The orthogonality penalty of the AdaLoRA paper: mean over the trainable P (lora_A) and
+        Q (lora_B) of ||P P^T - I||_F (||Q^T Q - I||_F). peft adds it only to a transformers output
+        that carries a loss, which our encoder's does not, so the engine adds it here."""
+        import torch
+
+        terms = []
+        for name, param in model.named_parameters():
+            if not param.requires_grad or not ("lora_A" in name or "lora_B" in name):
+                continue
+            gram = param @ param.T if "lora_A" in name else param.T @ param
+            terms.append(torch.linalg.matrix_norm(gram - torch.eye(gram.shape[0], device=gram.device, dtype=gram.dtype)))
+        if not terms or not self.config.orth_reg_weight:
+            return None
+        return self.config.orth_reg_weight * torch.stack(terms).mean()
 
     def after_optimizer_step(self, model: Any, step: int) -> None:
         import torch

@@ -290,3 +290,18 @@ def test_prompt_tuning_prepends_vocabulary_initialised_prompts(encoder_folder):
     hidden = encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
     assert hidden.shape[1] == input_ids.shape[1] + 5
     assert torch.isfinite(logits(classifier(encoder))).all()
+
+
+def test_adalora_orthogonality_penalty_is_added_and_trains_p_and_q(tiny_bert):
+    import torch
+    import transformers
+
+    plugin = make("adalora", orth_reg_weight=0.5)
+    model = plugin.build(transformers.AutoModel.from_pretrained(tiny_bert), TrainingPlan(total_steps=20))
+    penalty = plugin.regularization(model)
+    assert penalty is not None and penalty.ndim == 0 and penalty > 0
+    penalty.backward()
+    grads = [p.grad for n, p in model.named_parameters() if "lora_A" in n and p.requires_grad]
+    assert grads and all(g is not None and g.abs().sum() > 0 for g in grads)
+    assert make("adalora", orth_reg_weight=0.0).regularization(model) is None
+    assert make("lora").regularization(model) is None
