@@ -23,7 +23,7 @@ from criteria.data import Corpus
 from criteria.errors import CriteriaError
 from criteria.freezing import apply_freezing, layer_depth
 from criteria.kinds import TrainingPlan
-from criteria.metrics import evaluate, tune_threshold
+from criteria.metrics import METRIC_NAMES, RANKING_METRICS, evaluate, tune_threshold
 from criteria.model import CriterionClassifier, load_encoder
 from criteria.search_space import TrialConfig
 from criteria.tokens import EncodedPairs
@@ -233,8 +233,6 @@ def fit(job: TrainingJob, progress: Any = None) -> FitResult:
 
 def _tunable(metric: str) -> str:
     """The metric to tune the threshold for: the objective, unless it ignores the threshold."""
-    from criteria.metrics import METRIC_NAMES, RANKING_METRICS
-
     return metric if metric in METRIC_NAMES and metric not in RANKING_METRICS else "macro_f1"
 
 

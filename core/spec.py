@@ -25,7 +25,7 @@ from criteria.errors import CriteriaError, SpecError, SpecProblem, did_you_mean
 from criteria.kinds import KINDS, Kind
 from criteria.plugin import Plugin
 from criteria.registry import Registry, get_registry
-from criteria.search_space import ConfigSpace, KindSpace, SearchSpace, build_config_space
+from criteria.search_space import KindSpace, SearchSpace, build_config_space
 from criteria.sections import DataSection, ModelSection, StudySection, TrainConfig
 
 _CORE_SECTIONS: dict[str, type[BaseModel]] = {

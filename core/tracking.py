@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from criteria import __version__
 
 DEFAULT_TRACKING_FILE = "mlflow.db"
 STUDY_TAG = "criteria.study"

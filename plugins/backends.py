@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import platform
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import io
-from typing import Any, Iterable
+from typing import Any, ClassVar, Iterable
 
 from pydantic import field_validator
 
@@ -119,172 +119,166 @@ def torch_kernel(groups: list[dict[str, Any]], *, fused: bool = True) -> dict[st
 # --- plugins -------------------------------------------------------------------------------
 
 
-class AdamW(OptimizerPlugin):
+class _ConstructorOptimizer(OptimizerPlugin):
+    """An optimizer built as ``optimizer_class()(groups, **config, **options(groups))``: every
+    Config field is named as the optimizer's constructor names it, so a plugin only says which
+    class (imported lazily) and which fixed options."""
+
+    def optimizer_class(self) -> type:
+        raise NotImplementedError
+
+    def options(self, groups: list[dict[str, Any]]) -> dict[str, Any]:
+        return {}
+
+    def build(self, groups: Iterable[dict[str, Any]]) -> Any:
+        groups = self.param_groups(groups)
+        return self.optimizer_class()(groups, **self.config.model_dump(), **self.options(groups))
+
+
+class _TorchOptimizer(_ConstructorOptimizer):
+    """A ``torch.optim`` class, run with the fastest kernel torch offers for the parameters."""
+
+    torch_class: ClassVar[str]
+
+    def optimizer_class(self) -> type:
+        import torch
+
+        return getattr(torch.optim, self.torch_class)
+
+    def options(self, groups: list[dict[str, Any]]) -> dict[str, Any]:
+        return torch_kernel(groups)
+
+
+class AdamW(_TorchOptimizer):
     name = "adamw"
     summary = "AdamW (torch): Adam with decoupled weight decay, fused/foreach kernels chosen automatically."
     priority = 10
     Config = AdamConfig
-
-    def build(self, groups: Iterable[dict[str, Any]]) -> Any:
-        import torch
-
-        c, groups = self.config, self.param_groups(groups)
-        return torch.optim.AdamW(groups, lr=c.lr, betas=c.betas, eps=c.eps, weight_decay=c.weight_decay,
-                                 **torch_kernel(groups))
+    torch_class = "AdamW"
 
 
-class Adam(OptimizerPlugin):
+class Adam(_TorchOptimizer):
     name = "adam"
     summary = "Adam (torch): weight decay as an L2 term in the gradient, unlike adamw."
     Config = AdamConfig
-
-    def build(self, groups: Iterable[dict[str, Any]]) -> Any:
-        import torch
-
-        c, groups = self.config, self.param_groups(groups)
-        return torch.optim.Adam(groups, lr=c.lr, betas=c.betas, eps=c.eps, weight_decay=c.weight_decay,
-                                **torch_kernel(groups))
+    torch_class = "Adam"
 
 
-class RAdam(OptimizerPlugin):
+class RAdam(_TorchOptimizer):
     name = "radam"
     summary = "RAdam (torch): Adam with a rectified, warmup-free early phase; decoupled weight decay."
     Config = AdamConfig
+    torch_class = "RAdam"
 
-    def build(self, groups: Iterable[dict[str, Any]]) -> Any:
-        import torch
-
-        c, groups = self.config, self.param_groups(groups)
-        return torch.optim.RAdam(groups, lr=c.lr, betas=c.betas, eps=c.eps, weight_decay=c.weight_decay,
-                                 decoupled_weight_decay=True, **torch_kernel(groups, fused=False))
+    def options(self, groups: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"decoupled_weight_decay": True, **torch_kernel(groups, fused=False)}
 
 
-class Adafactor(OptimizerPlugin):
+class Adafactor(_ConstructorOptimizer):
     name = "adafactor"
     summary = "Adafactor (transformers): factored second moments, little optimizer memory; uses the given lr."
     Config = AdafactorConfig
 
-    def build(self, groups: Iterable[dict[str, Any]]) -> Any:
+    def optimizer_class(self) -> type:
         from transformers.optimization import Adafactor as AdafactorOptimizer
 
-        c = self.config
+        return AdafactorOptimizer
+
+    def options(self, groups: list[dict[str, Any]]) -> dict[str, Any]:
         # Without these three switches Adafactor replaces the learning rate by its own
         # step-dependent one and the searched lr (and the scheduler) would be ignored.
-        return AdafactorOptimizer(self.param_groups(groups), lr=c.lr, beta1=c.beta1,
-                                  weight_decay=c.weight_decay, relative_step=False,
-                                  scale_parameter=False, warmup_init=False)
+        return {"relative_step": False, "scale_parameter": False, "warmup_init": False}
 
 
-class Lamb(OptimizerPlugin):
+class Lamb(_ConstructorOptimizer):
     name = "lamb"
     summary = "LAMB (torch-optimizer): layer-wise adaptive moments, stable at large batch sizes."
     Config = AdamConfig
     requires = Requirements.of({"torch_optimizer": "torch-optimizer"})
 
-    def build(self, groups: Iterable[dict[str, Any]]) -> Any:
+    def optimizer_class(self) -> type:
         import torch_optimizer
 
-        c = self.config
-        return torch_optimizer.Lamb(self.param_groups(groups), lr=c.lr, betas=c.betas, eps=c.eps,
-                                    weight_decay=c.weight_decay)
+        return torch_optimizer.Lamb
 
 
-class NovoGrad(OptimizerPlugin):
+class NovoGrad(Lamb):
     name = "novograd"
     summary = "NovoGrad (torch-optimizer): per-layer second moments, normalized gradients."
-    Config = AdamConfig
-    requires = Requirements.of({"torch_optimizer": "torch-optimizer"})
 
-    def build(self, groups: Iterable[dict[str, Any]]) -> Any:
+    def optimizer_class(self) -> type:
         import torch_optimizer
 
-        c = self.config
-        return torch_optimizer.NovoGrad(self.param_groups(groups), lr=c.lr, betas=c.betas, eps=c.eps,
-                                        weight_decay=c.weight_decay)
+        return torch_optimizer.NovoGrad
 
 
-class AdaBelief(OptimizerPlugin):
+class AdaBelief(_ConstructorOptimizer):
     name = "adabelief"
     summary = "AdaBelief (adabelief-pytorch): steps scaled by the belief in the gradient's direction."
     Config = AdaBeliefConfig
     requires = Requirements.of({"adabelief_pytorch": "adabelief-pytorch"})
 
-    def build(self, groups: Iterable[dict[str, Any]]) -> Any:
+    def optimizer_class(self) -> type:
         from adabelief_pytorch import AdaBelief as AdaBeliefOptimizer
 
-        c = self.config
+        return AdaBeliefOptimizer
+
+    def options(self, groups: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"weight_decouple": True, "rectify": True, "print_change_log": False}
+
+    def build(self, groups: Iterable[dict[str, Any]]) -> Any:
         # The constructor prints a coloured banner and its settings on every call (once per
         # trial and fold); print_change_log=False only drops part of it.
         with contextlib.redirect_stdout(io.StringIO()):
-            return AdaBeliefOptimizer(self.param_groups(groups), lr=c.lr, betas=c.betas, eps=c.eps,
-                                      weight_decay=c.weight_decay, weight_decouple=True, rectify=True,
-                                      print_change_log=False)
+            return super().build(groups)
 
 
-class Lion(OptimizerPlugin):
+class Lion(_ConstructorOptimizer):
     name = "lion"
     summary = "Lion (lion-pytorch): sign-momentum optimizer with half of Adam's state."
     Config = LionConfig
     requires = Requirements.of({"lion_pytorch": "lion-pytorch"})
 
-    def build(self, groups: Iterable[dict[str, Any]]) -> Any:
+    def optimizer_class(self) -> type:
         from lion_pytorch import Lion as LionOptimizer
 
-        c = self.config
-        return LionOptimizer(self.param_groups(groups), lr=c.lr, betas=c.betas, weight_decay=c.weight_decay)
+        return LionOptimizer
 
 
-class AdamW8bit(OptimizerPlugin):
+class AdamW8bit(_ConstructorOptimizer):
     name = "adamw_8bit"
     summary = "8-bit AdamW (bitsandbytes): optimizer state in 8 bits, about 4x less state memory."
     Config = AdamConfig
     requires = Requirements.of({"bitsandbytes": "bitsandbytes"})
 
-    def build(self, groups: Iterable[dict[str, Any]]) -> Any:
+    def optimizer_class(self) -> type:
         import bitsandbytes as bnb
 
-        c = self.config
-        return bnb.optim.AdamW8bit(self.param_groups(groups), lr=c.lr, betas=c.betas, eps=c.eps,
-                                   weight_decay=c.weight_decay)
+        return bnb.optim.AdamW8bit
 
 
-class Lion8bit(OptimizerPlugin):
+class Lion8bit(AdamW8bit):
     name = "lion_8bit"
     summary = "8-bit Lion (bitsandbytes): Lion's single momentum kept in 8 bits."
     Config = LionConfig
-    requires = Requirements.of({"bitsandbytes": "bitsandbytes"})
 
-    def build(self, groups: Iterable[dict[str, Any]]) -> Any:
+    def optimizer_class(self) -> type:
         import bitsandbytes as bnb
 
-        c = self.config
-        return bnb.optim.Lion8bit(self.param_groups(groups), lr=c.lr, betas=c.betas,
-                                  weight_decay=c.weight_decay)
+        return bnb.optim.Lion8bit
 
 
-class SGD(OptimizerPlugin):
+class SGD(_TorchOptimizer):
     name = "sgd"
     summary = "Plain SGD (torch), no momentum."
     Config = SGDConfig
-
-    def build(self, groups: Iterable[dict[str, Any]]) -> Any:
-        import torch
-
-        c, groups = self.config, self.param_groups(groups)
-        return torch.optim.SGD(groups, lr=c.lr, weight_decay=c.weight_decay, **torch_kernel(groups))
+    torch_class = "SGD"
 
 
-class SGDMomentum(OptimizerPlugin):
+class SGDMomentum(SGD):
     name = "sgd_momentum"
     summary = "SGD (torch) with heavy-ball or Nesterov momentum."
     Config = SGDMomentumConfig
-
-    def build(self, groups: Iterable[dict[str, Any]]) -> Any:
-        import torch
-
-        c, groups = self.config, self.param_groups(groups)
-        return torch.optim.SGD(groups, lr=c.lr, momentum=c.momentum, nesterov=c.nesterov,
-                               weight_decay=c.weight_decay, **torch_kernel(groups))
 
 
 @hookimpl

@@ -7,12 +7,13 @@ A study reports each epoch's validation value with steps numbered across folds; 
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
 from criteria import FloatParam, IntParam, PluginConfig, PrunerPlugin, Requirements, hookimpl
 from criteria.errors import CriteriaError
+from criteria_builtins.optuna_support import experimental_ok
 
 # Steps are epochs (numbered across folds): the warmup/interval knobs every step-based pruner shares.
 _STARTUP = dict(ge=0, le=1000, description="Trials that finish before pruning starts.")
@@ -23,14 +24,22 @@ _INTERVAL = dict(ge=1, le=1000, description="Check every this many epochs.")
 _Resource = Annotated[int, Field(ge=1)] | Literal["auto"]
 
 
-class NoPruner(PrunerPlugin):
-    name = "none"
-    summary = "Never prune: every trial runs all its epochs."
+class _OptunaPruner(PrunerPlugin):
+    """``optuna.pruners.<pruner_class>(**config)``: every Config field is named as Optuna names it."""
+
+    pruner_class: ClassVar[str]
 
     def build(self) -> Any:
         import optuna
 
-        return optuna.pruners.NopPruner()
+        with experimental_ok():  # some pruners are still marked experimental, though long stable
+            return getattr(optuna.pruners, self.pruner_class)(**self.config.model_dump())
+
+
+class NoPruner(_OptunaPruner):
+    name = "none"
+    summary = "Never prune: every trial runs all its epochs."
+    pruner_class = "NopPruner"
 
 
 class MedianConfig(PluginConfig):
@@ -39,19 +48,12 @@ class MedianConfig(PluginConfig):
     interval_steps: int = IntParam(1, **_INTERVAL)
 
 
-class Median(PrunerPlugin):
+class Median(_OptunaPruner):
     name = "median"
     summary = "Prune a trial whose best value so far is worse than the median of earlier trials at that step."
     Config = MedianConfig
     priority = 10
-
-    def build(self) -> Any:
-        import optuna
-
-        c = self.config
-        return optuna.pruners.MedianPruner(
-            n_startup_trials=c.n_startup_trials, n_warmup_steps=c.n_warmup_steps, interval_steps=c.interval_steps
-        )
+    pruner_class = "MedianPruner"
 
 
 class PercentileConfig(PluginConfig):
@@ -64,19 +66,11 @@ class PercentileConfig(PluginConfig):
     n_min_trials: int = IntParam(1, ge=1, le=1000, description="Trials that must have reached a step to compare.")
 
 
-class Percentile(PrunerPlugin):
+class Percentile(_OptunaPruner):
     name = "percentile"
     summary = "Prune a trial whose best value so far is outside the top percentile of earlier trials at that step."
     Config = PercentileConfig
-
-    def build(self) -> Any:
-        import optuna
-
-        c = self.config
-        return optuna.pruners.PercentilePruner(
-            c.percentile, n_startup_trials=c.n_startup_trials, n_warmup_steps=c.n_warmup_steps,
-            interval_steps=c.interval_steps, n_min_trials=c.n_min_trials,
-        )
+    pruner_class = "PercentilePruner"
 
 
 class HyperbandConfig(PluginConfig):
@@ -91,18 +85,11 @@ class HyperbandConfig(PluginConfig):
         return self
 
 
-class Hyperband(PrunerPlugin):
+class Hyperband(_OptunaPruner):
     name = "hyperband"
     summary = "Hyperband: successive halving over several brackets of minimum resource."
     Config = HyperbandConfig
-
-    def build(self) -> Any:
-        import optuna
-
-        c = self.config
-        return optuna.pruners.HyperbandPruner(
-            min_resource=c.min_resource, max_resource=c.max_resource, reduction_factor=c.reduction_factor
-        )
+    pruner_class = "HyperbandPruner"
 
 
 class SuccessiveHalvingConfig(PluginConfig):
@@ -114,19 +101,11 @@ class SuccessiveHalvingConfig(PluginConfig):
     bootstrap_count: int = IntParam(0, ge=0, le=1000, description="Trials a rung needs before it prunes.")
 
 
-class SuccessiveHalving(PrunerPlugin):
+class SuccessiveHalving(_OptunaPruner):
     name = "successive_halving"
     summary = "Asynchronous successive halving: at each rung keep only the best 1/reduction_factor of trials."
     Config = SuccessiveHalvingConfig
-
-    def build(self) -> Any:
-        import optuna
-
-        c = self.config
-        return optuna.pruners.SuccessiveHalvingPruner(
-            min_resource=c.min_resource, reduction_factor=c.reduction_factor,
-            min_early_stopping_rate=c.min_early_stopping_rate, bootstrap_count=c.bootstrap_count,
-        )
+    pruner_class = "SuccessiveHalvingPruner"
 
 
 class ThresholdConfig(PluginConfig):
@@ -182,8 +161,6 @@ class Patient(PrunerPlugin):
     Config = PatientConfig
 
     def build(self) -> Any:
-        import warnings
-
         import optuna
 
         from criteria.registry import get_registry
@@ -207,8 +184,7 @@ class Patient(PrunerPlugin):
         # A pruner that never prunes would veto every stop; Optuna spells "patience alone" as None.
         if isinstance(inner, optuna.pruners.NopPruner):
             inner = None
-        with warnings.catch_warnings():  # experimental since Optuna 2.8, unchanged since
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        with experimental_ok():
             return optuna.pruners.PatientPruner(inner, patience=c.patience, min_delta=c.min_delta)
 
 
@@ -219,22 +195,13 @@ class WilcoxonConfig(PluginConfig):
     n_startup_steps: int = IntParam(2, ge=0, le=1000, description="Folds a trial runs before it can be pruned.")
 
 
-class Wilcoxon(PrunerPlugin):
+class Wilcoxon(_OptunaPruner):
     name = "wilcoxon"
     summary = "Wilcoxon signed-rank test of a trial's fold values against the best trial's (k-fold studies)."
     Config = WilcoxonConfig
     requires = Requirements.of({"scipy": "scipy"})
     reports = "fold"
-
-    def build(self) -> Any:
-        import warnings
-
-        import optuna
-
-        c = self.config
-        with warnings.catch_warnings():  # experimental since Optuna 3.6
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.pruners.WilcoxonPruner(p_threshold=c.p_threshold, n_startup_steps=c.n_startup_steps)
+    pruner_class = "WilcoxonPruner"
 
 
 @hookimpl

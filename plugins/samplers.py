@@ -5,9 +5,7 @@ Sampler settings are study-level (never searched per trial), so their fields dec
 
 from __future__ import annotations
 
-import warnings
-from contextlib import contextmanager
-from typing import Any, Iterator, Literal, Sequence
+from typing import Any, ClassVar, Literal, Sequence
 
 from pydantic import Field
 
@@ -15,16 +13,23 @@ from criteria import (
     BoolParam, ChoiceParam, FloatParam, IntParam, PluginConfig, Requirements, SamplerPlugin, hookimpl,
 )
 from criteria.ranges import Categorical, choice_label
+from criteria_builtins.optuna_support import experimental_ok
 
 
-@contextmanager
-def _experimental_ok() -> Iterator[None]:
-    """Silence Optuna's ExperimentalWarning for options that have been stable for releases."""
-    import optuna
+class _OptunaSampler(SamplerPlugin):
+    """``optuna.samplers.<sampler_class>(**config, seed=seed, **options)``: every Config field is
+    named as Optuna names it. Options some of them mark "experimental", though long stable, are
+    accepted without a warning."""
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        yield
+    sampler_class: ClassVar[str]
+    options: ClassVar[dict[str, Any]] = {}
+
+    def build(self, seed: int | None = None) -> Any:
+        import optuna
+
+        with experimental_ok():
+            sampler = getattr(optuna.samplers, self.sampler_class)
+            return sampler(**self.config.model_dump(), seed=seed, **self.options)
 
 
 def _varies(search: Any) -> bool:
@@ -40,31 +45,18 @@ class TPEConfig(PluginConfig):
     constant_liar: bool = BoolParam(False, searchable=False, description="Helps when workers run in parallel.")
 
 
-class TPE(SamplerPlugin):
+class TPE(_OptunaSampler):
     name = "tpe"
     summary = "Tree-structured Parzen estimator; multivariate and grouped for conditional spaces."
     Config = TPEConfig
     priority = 10
-
-    def build(self, seed: int | None = None) -> Any:
-        import optuna
-
-        c = self.config
-        with _experimental_ok():  # multivariate/group are "experimental" but long stable
-            return optuna.samplers.TPESampler(
-                multivariate=c.multivariate, group=c.group, n_startup_trials=c.n_startup_trials,
-                constant_liar=c.constant_liar, seed=seed,
-            )
+    sampler_class = "TPESampler"
 
 
-class Random(SamplerPlugin):
+class Random(_OptunaSampler):
     name = "random"
     summary = "Uniform random sampling: a baseline, and robust in any space."
-
-    def build(self, seed: int | None = None) -> Any:
-        import optuna
-
-        return optuna.samplers.RandomSampler(seed=seed)
+    sampler_class = "RandomSampler"
 
 
 class GPConfig(PluginConfig):
@@ -74,20 +66,12 @@ class GPConfig(PluginConfig):
     )
 
 
-class GP(SamplerPlugin):
+class GP(_OptunaSampler):
     name = "gp"
     summary = "Gaussian-process Bayesian optimization; sample-efficient for small budgets of costly trials."
     Config = GPConfig
     requires = Requirements.of({"scipy": "scipy", "torch": "torch"})
-
-    def build(self, seed: int | None = None) -> Any:
-        import optuna
-
-        c = self.config
-        with _experimental_ok():
-            return optuna.samplers.GPSampler(
-                seed=seed, n_startup_trials=c.n_startup_trials, deterministic_objective=c.deterministic_objective
-            )
+    sampler_class = "GPSampler"
 
 
 class CmaEsConfig(PluginConfig):
@@ -98,20 +82,12 @@ class CmaEsConfig(PluginConfig):
     )
 
 
-class CmaEs(SamplerPlugin):
+class CmaEs(_OptunaSampler):
     name = "cmaes"
     summary = "CMA-ES evolution strategy; numeric spaces only (fix categorical parameters, or use tpe)."
     Config = CmaEsConfig
     requires = Requirements.of({"cmaes": "cmaes"})
-
-    def build(self, seed: int | None = None) -> Any:
-        import optuna
-
-        c = self.config
-        with _experimental_ok():  # with_margin is "experimental"
-            return optuna.samplers.CmaEsSampler(
-                seed=seed, n_startup_trials=c.n_startup_trials, popsize=c.popsize, with_margin=c.with_margin
-            )
+    sampler_class = "CmaEsSampler"
 
     def space_problems(self, dimensions: Sequence[tuple[str, Any]]) -> list[str]:
         # Optuna's CmaEsSampler would sample them at random, silently: say so before the study runs.
@@ -135,20 +111,13 @@ class QMCConfig(PluginConfig):
     scramble: bool = BoolParam(True, searchable=False, description="Randomize the sequence (uses the seed).")
 
 
-class QMC(SamplerPlugin):
+class QMC(_OptunaSampler):
     name = "qmc"
     summary = "Quasi-Monte Carlo (Sobol or Halton): covers numeric spaces evenly; categoricals at random."
     Config = QMCConfig
     requires = Requirements.of({"scipy": "scipy"})
-
-    def build(self, seed: int | None = None) -> Any:
-        import optuna
-
-        c = self.config
-        with _experimental_ok():
-            return optuna.samplers.QMCSampler(
-                qmc_type=c.qmc_type, scramble=c.scramble, seed=seed, warn_independent_sampling=False
-            )
+    sampler_class = "QMCSampler"
+    options = {"warn_independent_sampling": False}
 
 
 class NSGA2Config(PluginConfig):
@@ -162,19 +131,11 @@ class NSGA2Config(PluginConfig):
     )
 
 
-class NSGA2(SamplerPlugin):
+class NSGA2(_OptunaSampler):
     name = "nsga2"
     summary = "NSGA-II genetic algorithm; meant for multi-objective studies, also runs single-objective ones."
     Config = NSGA2Config
-
-    def build(self, seed: int | None = None) -> Any:
-        import optuna
-
-        c = self.config
-        return optuna.samplers.NSGAIISampler(
-            population_size=c.population_size, mutation_prob=c.mutation_prob, crossover_prob=c.crossover_prob,
-            swapping_prob=c.swapping_prob, seed=seed,
-        )
+    sampler_class = "NSGAIISampler"
 
 
 @hookimpl

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from criteria import TrainingPlan
-from criteria.registry import Registry
+from builtin_plugins import BUILTINS, make
 
 pytestmark = [
     # third-party deprecations triggered by importing/using torch, transformers and peft
@@ -28,23 +28,12 @@ pytestmark = [
 
 # --- the registry, loaded once at import so names can parametrize the tests ---------------
 
-# allowed=[]: only the built-in distribution (third-party plugins installed in the environment, or
-# named in CRITERIA_LOAD_PLUGINS, are not what this file tests).
-REGISTRY = Registry.from_entry_points(allowed=[])
+REGISTRY = BUILTINS
 BUILTIN_DISTRIBUTION = "criteria"
 
 
 def builtin_names(kind: str) -> list[str]:
     return [name for name, info in REGISTRY.plugins(kind).items() if info.distribution == BUILTIN_DISTRIBUTION]
-
-
-def make(kind: str, name: str, **config: Any):
-    """An instance of a registered plugin (skipped with its reason when it cannot run here)."""
-    info = REGISTRY.get(kind, name)
-    availability = info.availability()
-    if not availability:
-        pytest.skip(f"{kind} {name!r}: {availability.reason}")
-    return info.cls(info.cls.Config(**config))
 
 
 def field_bounds(plugin_cls: type, field: str) -> tuple[float, float]:

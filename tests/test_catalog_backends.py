@@ -14,9 +14,8 @@ from typing import Any
 import pytest
 import torch
 
-from criteria.registry import Registry
-
-REGISTRY = Registry.from_entry_points(allowed=[])  # the built-in plugins only
+from builtin_plugins import BUILTINS as REGISTRY
+from builtin_plugins import make as make_plugin
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning"),
@@ -28,11 +27,7 @@ AUTOCAST_DTYPE = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 
 def make(name: str, **config: Any):
     """A backend plugin instance (skipped with its reason when it cannot run here)."""
-    info = REGISTRY.get("backend", name)
-    availability = info.availability()
-    if not availability:
-        pytest.skip(f"backend {name!r}: {availability.reason}")
-    return info.cls(info.cls.Config(**config))
+    return make_plugin("backend", name, **config)
 
 
 @pytest.fixture(autouse=True)

@@ -8,28 +8,16 @@ and under bf16 autocast; losses must match their formulas computed by hand.
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import pytest
 
-from criteria.registry import Registry
-
-REGISTRY = Registry.from_entry_points(allowed=[])
+from builtin_plugins import BUILTINS as REGISTRY, make
 
 HEADS = ["linear", "pooler", "mean", "max", "attention", "mlp1", "mlp2"]
 LOSSES = ["cross_entropy", "weighted_cross_entropy", "bce", "focal", "class_balanced_focal",
           "label_smoothing"]
 CLASS_COUNTS = [90, 10]
 HIDDEN = 32  # the tiny models' hidden size
-
-
-def make(kind: str, name: str, **config: Any):
-    """An instance of a registered plugin (skipped with its reason when it cannot run here)."""
-    info = REGISTRY.get(kind, name)
-    availability = info.availability()
-    if not availability:
-        pytest.skip(f"{kind} {name!r}: {availability.reason}")
-    return info.cls(info.cls.Config(**config))
 
 
 @pytest.fixture(autouse=True)

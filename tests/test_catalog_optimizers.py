@@ -18,7 +18,8 @@ import pytest
 import torch
 
 from criteria import TrainingPlan
-from criteria.registry import Registry
+from builtin_plugins import BUILTINS
+from builtin_plugins import make as plugin
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning"),
@@ -26,21 +27,12 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:A single label was found:UserWarning"),
 ]
 
-REGISTRY = Registry.from_entry_points(allowed=[])
+REGISTRY = BUILTINS
 
 OPTIMIZERS = ["adamw", "adam", "adafactor", "radam", "lamb", "sgd", "sgd_momentum", "novograd", "adabelief",
               "lion", "adamw_8bit", "lion_8bit"]
 SCHEDULERS = ["constant", "constant_with_warmup", "linear", "cosine", "cosine_with_restarts", "polynomial",
               "exponential", "one_cycle", "reduce_on_plateau", "inverse_sqrt", "warmup_stable_decay"]
-
-
-def plugin(kind: str, name: str, **config: Any):
-    """A registered plugin with ``config`` (skipped with the plugin's own reason where it cannot run)."""
-    info = REGISTRY.get(kind, name)
-    availability = info.availability()
-    if not availability:
-        pytest.skip(f"{kind} {name!r}: {availability.reason}")
-    return info.cls(info.cls.Config(**config))
 
 
 def test_the_whole_catalog_is_registered():

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from criteria import TrainingPlan
-from criteria.registry import Registry
+from builtin_plugins import BUILTINS
+from builtin_plugins import make as make_plugin
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning"),
@@ -22,7 +23,7 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:Token type ids are not supported:UserWarning"),
 ]
 
-REGISTRY = Registry.from_entry_points(allowed=[])
+REGISTRY = BUILTINS
 FAMILIES = ["tiny_bert", "tiny_deberta"]
 STEPS = 3
 # Long enough that AdaLoRA is still near full rank after STEPS: every adapter still has weights.
@@ -47,11 +48,7 @@ METHODS: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
 
 def make(name: str, **config: Any):
     """An instance of a registered PEFT plugin (skipped with its reason when it cannot run here)."""
-    info = REGISTRY.get("peft", name)
-    availability = info.availability()
-    if not availability:
-        pytest.skip(f"peft {name!r}: {availability.reason}")
-    return info.cls(info.cls.Config(**config))
+    return make_plugin("peft", name, **config)
 
 
 @pytest.fixture(params=FAMILIES)
@@ -293,7 +290,6 @@ def test_prompt_tuning_prepends_vocabulary_initialised_prompts(encoder_folder):
 
 
 def test_adalora_orthogonality_penalty_is_added_and_trains_p_and_q(tiny_bert):
-    import torch
     import transformers
 
     plugin = make("adalora", orth_reg_weight=0.5)

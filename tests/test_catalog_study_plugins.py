@@ -11,20 +11,11 @@ from typing import Any
 
 import pytest
 
-from criteria.registry import Registry
+from builtin_plugins import BUILTINS, make
 
-REGISTRY = Registry.from_entry_points(allowed=[])  # the built-in plugins only
+REGISTRY = BUILTINS
 
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
-
-
-def make(kind: str, name: str, **config: Any):
-    """An instance of a registered plugin (skipped with its reason when it cannot run here)."""
-    info = REGISTRY.get(kind, name)
-    availability = info.availability()
-    if not availability:
-        pytest.skip(f"{kind} {name!r}: {availability.reason}")
-    return info.cls(info.cls.Config(**config))
 
 
 @pytest.fixture(autouse=True, scope="module")
