@@ -59,6 +59,10 @@ class DataSection(Section):
     folds: int = Field(5, ge=2, le=20, description="Number of folds when split = 'kfold'.")
     validation_fraction: float = Field(0.2, gt=0, lt=1)
     test_fraction: float = Field(0.2, ge=0, lt=1, description="Posts held out from the whole study.")
+    evidence_negatives: int = Field(
+        3, ge=0, le=64,
+        description="Criteria each evidence sentence is paired with as not met, when training on evidence sentences.",
+    )
 
 
 class ModelSection(Section):
@@ -81,6 +85,10 @@ class TrainConfig(Section):
     hidden_dropout: float = FloatParam(0.1, ge=0.0, le=0.9, search=(0.0, 0.3))
     attention_dropout: float = FloatParam(0.1, ge=0.0, le=0.9, search=(0.0, 0.3))
     max_grad_norm: float = ChoiceParam(1.0, search=(0.0, 1.0, 2.0, 5.0), description="0 disables clipping.")
+    evidence_sentences: bool = BoolParam(
+        True, description="Also train on the training posts' evidence sentences (ReDSM5 annotations), each "
+                          "paired with the criteria it shows (met) and data.evidence_negatives others (not met).",
+    )
     token_dropout: float = FloatParam(
         0.0, ge=0.0, le=0.5, search=(0.0, 0.2),
         description="Share of post and criterion tokens replaced by the mask token while training.",

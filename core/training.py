@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from criteria import __version__
-from criteria.data import Corpus, holdout, load_corpus, test_split
+from criteria.data import Corpus, EvidencePairs, holdout, load_corpus, test_split, with_evidence_pairs
 from criteria.engine import FitResult, TrainingJob, check_trainable, fit, predict_probs
 from criteria.metrics import evaluate
 from criteria.model import load_tokenizer, save_classifier
@@ -26,24 +26,29 @@ from criteria.tokens import encode_pairs
 
 @dataclass
 class PreparedData:
-    corpus: Corpus
+    corpus: Corpus  # the data as loaded: splits, metrics and the baseline use it
     tokenizer: Any
-    encoded: Any
+    encoded: Any  # token ids of every pair of ``evidence.corpus`` (the corpus's pairs come first)
     study_indices: tuple[int, ...]  # everything but the held-out test posts
     test_indices: tuple[int, ...]
+    evidence: EvidencePairs  # the corpus plus its evidence-sentence pairs, which only training sees
 
 
 def prepare_data(spec: Spec) -> PreparedData:
     corpus = load_corpus(spec.data, spec.path.parent)
     tokenizer = load_tokenizer(spec.model.name)
-    encoded = encode_pairs(tokenizer, corpus, spec.data.max_length)
+    evidence = with_evidence_pairs(corpus, spec.data.evidence_negatives, spec.study.seed)
+    encoded = encode_pairs(tokenizer, evidence.corpus, spec.data.max_length)
     rest, test = test_split(corpus, spec.data.test_fraction, spec.study.seed)
-    return PreparedData(corpus, tokenizer, encoded, tuple(rest), tuple(test))
+    return PreparedData(corpus, tokenizer, encoded, tuple(rest), tuple(test), evidence)
 
 
 def make_job(spec: Spec, data: PreparedData, config: TrialConfig, train_idx, val_idx, **kwargs: Any) -> TrainingJob:
+    train_idx = list(train_idx)
+    if config.train.evidence_sentences:
+        train_idx += data.evidence.for_posts(set(data.corpus.post_ids(train_idx)))
     job = TrainingJob(
-        corpus=data.corpus, encoded=data.encoded, train_indices=train_idx, validation_indices=val_idx,
+        corpus=data.evidence.corpus, encoded=data.encoded, train_indices=train_idx, validation_indices=val_idx,
         config=config, model_name=spec.model.name, pad_token_id=data.tokenizer.pad_token_id or 0,
         mask_token_id=_mask_token_id(data.tokenizer), special_token_ids=tuple(data.tokenizer.all_special_ids),
         metric=spec.study.metric, direction=spec.study.direction, seed=spec.study.seed,

@@ -16,6 +16,7 @@ from criteria.data.corpus import (
     Pair,
     normalize_text,
 )
+from criteria.data.evidence import EvidencePairs, with_evidence_pairs
 from criteria.data.loaders import (
     embedded_corpus,
     embedded_criteria,
@@ -34,6 +35,7 @@ __all__ = [
     "Corpus",
     "Criterion",
     "DataError",
+    "EvidencePairs",
     "Pair",
     "Split",
     "embedded_corpus",
@@ -47,5 +49,6 @@ __all__ = [
     "load_redsm5",
     "normalize_text",
     "test_split",
+    "with_evidence_pairs",
     "write_pairs_csv",
 ]
