@@ -18,9 +18,9 @@ from rich.text import Text
 
 from criteria import __version__
 from criteria.errors import CriteriaError, render_value
-from criteria.kinds import KINDS
-from criteria.params import params_of
-from criteria.registry import PluginInfo, Registry, get_registry
+
+# The registry, the kinds and pydantic load inside the commands that need them: `plugins list`
+# usually answers from its cache (criteria.listing_cache) without importing any of them.
 
 app = typer.Typer(
     name="criteria",
@@ -54,69 +54,52 @@ def _root(
 # --- plugins ---------------------------------------------------------------------------------
 
 
-def _plugin_record(info: PluginInfo) -> dict:
-    availability = info.availability()
-    return {
-        "kind": info.kind.name,
-        "name": info.name,
-        "summary": info.cls.summary,
-        "distribution": info.distribution,
-        "version": info.version,
-        "requires": info.cls.requires.describe(),
-        "available": availability.ok,
-        "reason": availability.reason,
-        "params": {
-            name: {
-                "default": param.default,
-                "bounds": param.bounds,
-                "search": param.declared.as_dict() if param.declared else None,
-            }
-            for name, param in params_of(info.cls.Config).items()
-        },
-    }
-
-
 @plugins_app.command("list")
 def plugins_list(
     as_json: bool = typer.Option(False, "--json", help="Print JSON for machines."),
     kind: Optional[str] = typer.Option(None, "--kind", "-k", help="Only this kind (optimizer, scheduler, ...)."),
+    refresh: bool = typer.Option(
+        False, "--refresh", help="Import every plugin and check availability again, instead of using the cache."
+    ),
 ) -> None:
     """Every plugin by kind: summary, source distribution, and whether it runs here."""
-    registry = get_registry()
-    kinds = [k for k in KINDS if kind in (None, k.name)]
+    from criteria.listing_cache import load_listing
+
+    listing = load_listing(refresh=refresh)
+    kinds = [(name, title) for name, title in listing.kinds if kind in (None, name)]
     if kind is not None and not kinds:
-        raise CriteriaError(f"unknown kind {kind!r}; kinds: {', '.join(k.name for k in KINDS)}")
+        raise CriteriaError(f"unknown kind {kind!r}; kinds: {', '.join(name for name, _ in listing.kinds)}")
     if as_json:
         payload = {
-            "plugins": [_plugin_record(info) for k in kinds for info in registry.plugins(k).values()],
-            "broken": [vars(b) for b in registry.broken],
+            "plugins": [record for name, _ in kinds for record in listing.of_kind(name)],
+            "broken": listing.broken,
         }
-        print(json.dumps(payload, indent=2, default=render_value))
+        print(json.dumps(payload, indent=2))
         return
-    for k in kinds:
-        plugins = registry.plugins(k)
-        table = Table(title=f"{k.title} ({len(plugins)})", title_justify="left", expand=False)
+    for name, title in kinds:
+        records = listing.of_kind(name)
+        table = Table(title=f"{title} ({len(records)})", title_justify="left", expand=False)
         table.add_column("name", style="bold cyan", no_wrap=True)
         table.add_column("summary")
         table.add_column("source", no_wrap=True)
         table.add_column("available here")
-        for info in plugins.values():
-            availability = info.availability()
-            status = "[green]yes[/]" if availability else f"[yellow]no[/]: {availability.reason}"
-            table.add_row(info.name, info.cls.summary, info.source, status)
+        for record in records:
+            status = "[green]yes[/]" if record["available"] else f"[yellow]no[/]: {record['reason']}"
+            source = f"{record['distribution']} {record['version']}"
+            table.add_row(record["name"], record["summary"], source, status)
         console.print(table)
-    _print_broken(registry)
+    _print_broken(listing.broken)
 
 
-def _print_broken(registry: Registry) -> None:
-    if not registry.broken:
+def _print_broken(broken: list[dict]) -> None:
+    if not broken:
         return
-    table = Table(title=f"Broken plugins ({len(registry.broken)})", title_justify="left", title_style="bold red")
+    table = Table(title=f"Broken plugins ({len(broken)})", title_justify="left", title_style="bold red")
     table.add_column("source", no_wrap=True)
     table.add_column("what")
     table.add_column("reason", style="red")
-    for broken in registry.broken:
-        table.add_row(broken.source, broken.what, broken.reason)
+    for entry in broken:
+        table.add_row(f"{entry['distribution']} {entry['version']}", entry["what"], entry["reason"])
     console.print(table)
 
 
@@ -126,6 +109,9 @@ def plugins_show(
     kind: Optional[str] = typer.Option(None, "--kind", "-k", help="Kind, when several kinds share the name."),
 ) -> None:
     """A plugin's config fields: default, valid bounds and default search range."""
+    from criteria.params import params_of
+    from criteria.registry import get_registry
+
     registry = get_registry()
     matches = [info for info in registry.find(name) if kind in (None, info.kind.name)]
     if not matches:
@@ -167,6 +153,7 @@ def plugins_reference(
 ) -> None:
     """Markdown reference of every plugin: summary, requirements, parameters with bounds and ranges."""
     from criteria.reference import render_reference
+    from criteria.registry import get_registry
 
     text = render_reference(get_registry(), distribution)
     if output is None:
@@ -354,9 +341,37 @@ def study_status(spec: Path = SpecArg) -> None:
     _print_summary(summarize(study, loaded, 0.0, False, None), loaded.study.metric)
 
 
+def _plugins_list_args(argv: list[str]) -> dict | None:
+    """``plugins_list``'s arguments when ``argv`` is a plain ``plugins list`` command, else None.
+
+    typer coerces every option that is not a flag through pydantic, which costs more than
+    answering from the listing cache; so the plain forms skip typer's parsing. Anything else
+    (``--help``, a typo, an unusual spelling) goes through typer as usual.
+    """
+    if argv[:2] != ["plugins", "list"]:
+        return None
+    args: dict = {"as_json": False, "kind": None, "refresh": False}
+    rest = argv[2:]
+    while rest:
+        arg = rest.pop(0)
+        if arg in ("--json", "--refresh"):
+            args["as_json" if arg == "--json" else "refresh"] = True
+        elif arg in ("--kind", "-k") and rest and not rest[0].startswith("-"):
+            args["kind"] = rest.pop(0)
+        elif arg.startswith("--kind=") and len(arg) > len("--kind="):
+            args["kind"] = arg[len("--kind="):]
+        else:
+            return None
+    return args
+
+
 def main() -> None:
     """Entry point: user errors print as messages, never as tracebacks."""
     try:
+        listing_args = _plugins_list_args(sys.argv[1:])
+        if listing_args is not None:
+            plugins_list(**listing_args)
+            return
         app()
     except CriteriaError as exc:
         err_console.print(Text("error: ", style="bold red") + Text(str(exc)), highlight=False, soft_wrap=True)

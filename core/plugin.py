@@ -92,6 +92,9 @@ class Plugin:
     # the default: the one a single training run uses, and the one chosen for kinds that are not
     # searched (backends, samplers, pruners).
     priority: ClassVar[int] = 0
+    # False when ``available()`` depends on something the listing cache does not watch (see
+    # :mod:`criteria.listing_cache`): `criteria plugins list` then imports every plugin each time.
+    cache_availability: ClassVar[bool] = True
 
     def __init__(self, config: PluginConfig | None = None, **values: Any) -> None:
         if config is not None and values:

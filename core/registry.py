@@ -83,6 +83,8 @@ class Registry:
     def __init__(self) -> None:
         self._plugins: dict[str, dict[str, PluginInfo]] = {kind.name: {} for kind in KINDS}
         self.broken: list[BrokenPlugin] = []
+        # The entry points this registry tried to load (what a cached listing must watch).
+        self.entry_points: list[metadata.EntryPoint] = []
         self._manager = pluggy.PluginManager(ENTRY_POINT_GROUP)
         self._manager.add_hookspecs(hookspecs)
 
@@ -106,6 +108,7 @@ class Registry:
             dist = normalize_distribution(dist_name)
             if wanted is not None and dist != HOST_DISTRIBUTION and dist not in wanted:
                 continue
+            registry.entry_points.append(ep)
             try:
                 module = ep.load()
             except Exception as exc:
