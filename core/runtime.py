@@ -11,18 +11,25 @@ from dataclasses import dataclass
 from typing import Any, ContextManager
 
 _DTYPES = {"bf16": "bfloat16", "fp16": "float16"}
+# Allocation failures that are not torch.OutOfMemoryError: CUDA driver, cuBLAS/cuDNN workspaces,
+# MPS and the CPU allocator report them as plain RuntimeErrors.
+_OOM_MESSAGES = ("out of memory", "CUBLAS_STATUS_ALLOC_FAILED", "CUDNN_STATUS_ALLOC_FAILED",
+                 "can't allocate memory")
 
 
 @dataclass(frozen=True)
 class Runtime:
     """``device`` as torch spells it; ``precision`` is fp32, bf16 or fp16 (autocast; fp16 also
-    uses a gradient scaler); ``compile_mode`` None disables ``torch.compile``."""
+    uses a gradient scaler); ``compile_mode`` None disables ``torch.compile``;
+    ``probe_batch_size`` asks the engine to find the largest micro-batch that fits the device
+    (:mod:`criteria.batch_probe`)."""
 
     device: str = "cpu"
     precision: str = "fp32"
     compile_mode: str | None = None
     gradient_checkpointing: bool = False
     attention: str | None = None
+    probe_batch_size: bool = False
 
     @property
     def device_type(self) -> str:
@@ -51,6 +58,34 @@ class Runtime:
         if self.precision != "fp16":
             return None
         return torch.amp.GradScaler(self.device_type)
+
+    def is_out_of_memory(self, exc: BaseException) -> bool:
+        """Whether ``exc`` says the device ran out of memory (a smaller batch may then fit)."""
+        import torch
+
+        # torch.OutOfMemoryError (torch 2.5+, any device) is what torch.cuda.OutOfMemoryError became.
+        if isinstance(exc, getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)):
+            return True
+        return isinstance(exc, RuntimeError) and any(marker in str(exc) for marker in _OOM_MESSAGES)
+
+    def free_memory(self) -> None:
+        """Give the memory of dropped tensors back to the device (after an out-of-memory error)."""
+        if self.device_type != "cuda":
+            return
+        import gc
+
+        import torch
+
+        gc.collect()  # tensors held by reference cycles (an exception's frames) are freed only here
+        torch.cuda.empty_cache()
+
+    def fork_rng(self) -> ContextManager[Any]:
+        """Restores the CPU's and this device's random state on exit: what runs inside (the batch
+        size probe) leaves training's random draws (dropout, shuffling) as they would have been."""
+        import torch
+
+        devices = [] if self.device_type == "cpu" else [self.device]  # the CPU's state is always kept
+        return torch.random.fork_rng(devices=devices, device_type=self.device_type)
 
     def model_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``from_pretrained`` (the attention implementation)."""

@@ -2,9 +2,10 @@
 
 A backend picks the device and the options the engine applies through
 :class:`criteria.runtime.Runtime`: autocast precision (fp16 also gets a gradient scaler),
-the attention implementation transformers loads the encoder with, gradient checkpointing and
-``torch.compile``. Checks that need the device itself (compute capability, macOS version) run in
-``build``, so a study fails before its first trial with a reason.
+the attention implementation transformers loads the encoder with, gradient checkpointing,
+``torch.compile`` and (CUDA only) whether to probe the largest micro-batch that fits. Checks that
+need the device itself (compute capability, macOS version) run in ``build``, so a study fails
+before its first trial with a reason.
 """
 
 from __future__ import annotations
@@ -92,6 +93,11 @@ class CudaConfig(_Compiled):
         "auto", searchable=False,
         description="auto: SDPA where the model supports it; flash_attention_2 needs flash-attn and Ampere+.",
     )
+    auto_batch_size: bool = BoolParam(
+        True, searchable=False,
+        description="Probe the largest micro-batch that fits (on the longest sequences, up to "
+                    "train.effective_batch_size); gradient accumulation keeps the effective batch.",
+    )
 
     @field_validator("attention")
     @classmethod
@@ -137,7 +143,7 @@ class Cuda(BackendPlugin):
         # "high" lets fp32 matmuls use TF32 where the GPU has it; "highest" keeps full fp32.
         torch.set_float32_matmul_precision("high" if c.tf32 and ampere else "highest")
         return Runtime(f"cuda:{c.device}", c.precision, c.compile_mode if c.compile else None,
-                       c.gradient_checkpointing, _attention(c.attention))
+                       c.gradient_checkpointing, _attention(c.attention), probe_batch_size=c.auto_batch_size)
 
 
 class MpsConfig(_ModelOptions):
