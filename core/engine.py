@@ -18,7 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from criteria.batching import bucketed_batches, iterate, sorted_batches
+from criteria.batch_probe import MicroBatcher, worst_case_indices
+from criteria.batching import bucketed_batches, collate, iterate, sorted_batches
 from criteria.data import Corpus
 from criteria.errors import CriteriaError
 from criteria.freezing import apply_freezing, layer_depth
@@ -132,9 +133,10 @@ def fit(job: TrainingJob, progress: Any = None) -> FitResult:
     labels = job.corpus.labels
     train_idx = np.asarray(job.train_indices)
     val_idx = np.asarray(job.validation_indices)
-    accumulation = max(1, (train.effective_batch_size or train.batch_size) // train.batch_size)
-    batches_per_epoch = math.ceil(len(train_idx) / train.batch_size)
-    steps_per_epoch = math.ceil(batches_per_epoch / accumulation)
+    # An optimizer step is `effective` examples, run as micro-batches of at most `batch_size`
+    # (fewer where the device runs out of memory): the schedule does not depend on what fits.
+    effective = train.effective_batch_size or train.batch_size
+    steps_per_epoch = math.ceil(len(train_idx) / effective)
     plan = training_plan(train, steps_per_epoch, job.direction)
 
     runtime = plugins["backend"].build()
@@ -160,41 +162,57 @@ def fit(job: TrainingJob, progress: Any = None) -> FitResult:
     train_lengths = job.encoded.lengths[train_idx]
     better = (lambda a, b: a > b + train.min_delta) if job.direction == "maximize" else (lambda a, b: a < b - train.min_delta)
 
+    epoch = 0
+
+    def micro_step(indices: np.ndarray, weight: float) -> float:
+        """Forward and backward of one micro-batch; ``weight`` is its share of the optimizer step."""
+        batch = collate(job.encoded, indices, labels, job.pad_token_id).to(runtime.device)
+        input_ids = dropout(batch.input_ids) if dropout else batch.input_ids
+        with runtime.autocast():
+            logits = model(input_ids, batch.attention_mask, batch.token_type_ids)
+        loss = loss_fn(logits.float(), batch.labels)
+        penalty = peft.regularization(core.encoder)
+        if penalty is not None:
+            loss = loss + penalty
+        if not torch.isfinite(loss):
+            raise TrainingDiverged(f"the training loss became {loss.item()} at epoch {epoch}, "
+                                   f"optimizer step {optimizer_steps + 1}")
+        (scaler.scale(loss * weight) if scaler else loss * weight).backward()
+        return loss.item() * len(indices)
+
+    def free() -> None:
+        model.zero_grad(set_to_none=True)  # a step that ran out of memory runs again from the start
+        runtime.free_memory()
+
+    batcher = MicroBatcher(train.batch_size, effective, is_out_of_memory=runtime.is_out_of_memory, free=free,
+                           max_length=int(train_lengths.max()), device=runtime.device)
+    if runtime.probe_batch_size:
+        model.train()
+        with runtime.fork_rng():  # probing must not shift dropout's random draws
+            batcher.probe(lambda size: micro_step(train_idx[worst_case_indices(train_lengths, size)], 1.0),
+                          examples=len(train_idx))
+
     history: list[EpochReport] = []
     best_value: float | None = None
     best_state: dict[str, torch.Tensor] | None = None
     best_probs = np.zeros(0)
     stale = 0
     epoch_task = progress.add_task("epochs", total=train.epochs) if progress else None
-    step_task = progress.add_task("train", total=batches_per_epoch) if progress else None
+    step_task = progress.add_task("train", total=steps_per_epoch) if progress else None
     stopped_early = False
     for epoch in range(1, train.epochs + 1):
         start = time.perf_counter()
         model.train()
         if progress:
-            progress.reset(step_task, total=batches_per_epoch, description=f"train epoch {epoch}")
-        positions = bucketed_batches(train_lengths, train.batch_size, seed=job.seed, epoch=epoch)
-        batches = [train_idx[p] for p in positions]
+            progress.reset(step_task, total=steps_per_epoch, description=f"train epoch {epoch}")
         total_loss, seen = 0.0, 0
-        for step, batch in enumerate(iterate(job.encoded, batches, labels, job.pad_token_id), start=1):
-            batch = batch.to(runtime.device)
-            input_ids = dropout(batch.input_ids) if dropout else batch.input_ids
-            with runtime.autocast():
-                logits = model(input_ids, batch.attention_mask, batch.token_type_ids)
-            loss = loss_fn(logits.float(), batch.labels)
-            penalty = peft.regularization(core.encoder)
-            if penalty is not None:
-                loss = loss + penalty
-            if not torch.isfinite(loss):
-                raise TrainingDiverged(f"the training loss became {loss.item()} at epoch {epoch}, batch {step}")
-            scaled = loss / accumulation
-            (scaler.scale(scaled) if scaler else scaled).backward()
-            if step % accumulation == 0 or step == len(batches):
-                optimizer_steps += 1
-                _optimizer_step(model, optimizer, scheduler, scaler, train.max_grad_norm,
-                                after_step=lambda: peft.after_optimizer_step(core.encoder, optimizer_steps))
-            total_loss += loss.item() * len(batch.labels)
-            seen += len(batch.labels)
+        for step_positions in bucketed_batches(train_lengths, effective, seed=job.seed, epoch=epoch):
+            indices = train_idx[step_positions]
+            total_loss += sum(batcher.run_step(indices, micro_step))
+            seen += len(indices)
+            optimizer_steps += 1
+            _optimizer_step(model, optimizer, scheduler, scaler, train.max_grad_norm,
+                            after_step=lambda: peft.after_optimizer_step(core.encoder, optimizer_steps))
             if progress:
                 progress.advance(step_task)
         train_seconds = time.perf_counter() - start
