@@ -245,8 +245,8 @@ def train(
         if result.baseline_test is not None:
             line += f"   TF-IDF + logistic regression: {result.baseline_test['overall']['macro_f1']:.3f}"
         console.print(line)
-    console.print(f"{spec.name}: {best.metrics['overall'][loaded.study.metric]:.3f} validation {loaded.study.metric}; "
-                  f"{result.seconds:.0f} s. Run folder: [bold]{result.folder}[/]")
+    scores = ", ".join(f"{best.metrics['overall'][m]:.3f} validation {m}" for m in loaded.study.metrics)
+    console.print(f"{spec.name}: {scores}; {result.seconds:.0f} s. Run folder: [bold]{result.folder}[/]")
 
 
 @app.command()
@@ -280,7 +280,7 @@ def run(
         trials_task = progress.add_task("trials", total=total)
 
         def on_trial(trial) -> None:
-            value = f"{trial.value:.4f}" if trial.value is not None else "-"
+            value = " ".join(f"{v:.4f}" for v in trial.values) if trial.values is not None else "-"
             reason = trial.user_attrs.get("failure_reason", "")
             progress.console.print(f"trial {trial.number}: {trial.state.name.lower()} {value} {reason}".rstrip())
             progress.advance(trials_task)
@@ -300,6 +300,7 @@ def run(
 
 
 def _print_summary(summary, metric: str, export=None) -> None:
+    """The study's counts, best trial (or with several objectives the Pareto front), outputs."""
     table = Table(title=f"study {summary.name}" + (" (interrupted)" if summary.interrupted else ""),
                   title_justify="left", show_header=False)
     table.add_column(style="bold")
@@ -309,6 +310,10 @@ def _print_summary(summary, metric: str, export=None) -> None:
                   + (f", {counts['running']} running" if counts.get("running") else ""))
     if summary.best_value is not None:
         table.add_row(f"best {metric}", f"{summary.best_value:.4f} (trial {summary.best_trial})")
+    if summary.front:
+        table.add_row("Pareto front", f"{len(summary.front)} trial(s), below; best on {summary.metrics[0]}: "
+                                      f"trial {summary.best_trial}, exported")
+    if summary.best_trial is not None:
         table.add_row("best configuration", "\n".join(f"{k} = {v}" for k, v in summary.best_params.items()) or "-")
     for number, reason in summary.failures[:5]:
         table.add_row(f"trial {number} failed", reason)
@@ -322,8 +327,35 @@ def _print_summary(summary, metric: str, export=None) -> None:
     if export is not None:
         table.add_row("outputs", str(export.folder))
     console.print(table)
+    if summary.front:
+        console.print(_front_table(summary))
     if summary.interrupted:
         console.print("interrupted: results so far are kept; run the same command again to resume.")
+
+
+def _front_table(summary, max_params: int = 8) -> Table:
+    """The Pareto front: a row per trial (the exported one first), a column per metric, and the
+    parameters that set its trials apart (all of them when the front is one trial)."""
+    front = summary.front
+    table = Table(title=f"Pareto front ({len(front)} of {summary.counts['complete']} complete trials)",
+                  title_justify="left")
+    table.add_column("trial", justify="right")
+    for metric, direction in zip(summary.metrics, summary.directions):
+        table.add_column(f"{metric} {'↑' if direction == 'maximize' else '↓'}", justify="right")
+    table.add_column("key parameters")
+    names = list(dict.fromkeys(name for t in front for name in t.params))
+    differing = [n for n in names if len({repr(t.params.get(n)) for t in front}) > 1]
+    shown = (differing or names)[:max_params]
+    for t in front:
+        params = ", ".join(f"{n}={_short(t.params[n])}" for n in shown if n in t.params)
+        marker = " *" if t.number == summary.best_trial else ""
+        table.add_row(f"{t.number}{marker}", *(f"{v:.4f}" for v in t.values), params or "-")
+    table.caption = "* exported. ↑ maximized, ↓ minimized."
+    return table
+
+
+def _short(value) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
 study_app = typer.Typer(help="Inspect studies.", no_args_is_help=True)

@@ -156,19 +156,27 @@ class PrunerPlugin(Plugin):
 
     ``reports`` says what the study reports to it: the validation value of every ``"epoch"``
     (steps numbered across folds), or each ``"fold"``'s final value with the fold as the step, for
-    pruners that compare trials fold by fold (Wilcoxon)."""
+    pruners that compare trials fold by fold (Wilcoxon).
+
+    ``multi_objective`` says whether it can serve a study with several objectives. Optuna takes no
+    intermediate values in such a study, so only a pruner that never prunes can."""
 
     kind: ClassVar[str] = "pruner"
     reports: ClassVar[Literal["epoch", "fold"]] = "epoch"
+    multi_objective: ClassVar[bool] = False
 
     def build(self) -> optuna.pruners.BasePruner:
         raise NotImplementedError
 
 
 class SamplerPlugin(Plugin):
-    """Builds an ``optuna.samplers.BaseSampler``; chosen once per study."""
+    """Builds an ``optuna.samplers.BaseSampler``; chosen once per study.
+
+    ``multi_objective`` says whether it can search a study with several objectives (a spec that
+    names several metrics is refused before any training with a sampler that cannot)."""
 
     kind: ClassVar[str] = "sampler"
+    multi_objective: ClassVar[bool] = False
 
     def build(self, seed: int | None = None) -> optuna.samplers.BaseSampler:
         raise NotImplementedError

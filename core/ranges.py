@@ -263,6 +263,11 @@ def bounds_text(field: FieldInfo) -> str:
     choices = annotation_choices(field.annotation)
     if choices is not None:
         return "one of " + ", ".join(repr(c) for c in choices)
+    args = typing.get_args(field.annotation)
+    if typing.get_origin(field.annotation) is tuple and len(args) == 2 and args[1] is Ellipsis:
+        choices = annotation_choices(args[0])
+        if choices is not None:  # e.g. the study's metrics: one name or a list of names
+            return "one or a list of " + ", ".join(repr(c) for c in choices)
     parts = []
     for item in field.metadata:
         for attr, op in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):

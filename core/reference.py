@@ -41,6 +41,9 @@ def _plugin_section(info: PluginInfo) -> list[str]:
     requires = info.cls.requires.describe()
     if requires:
         lines += [f"Requires: {requires}.", ""]
+    multi_objective = getattr(info.cls, "multi_objective", None)  # study-level kinds declare it
+    if multi_objective is not None:
+        lines += [f"Multi-objective studies: {'yes' if multi_objective else 'no'}.", ""]
     params = params_of(info.cls.Config).values()
     lines += (_param_rows(params) if params else ["No parameters."]) + [""]
     return lines

@@ -8,9 +8,9 @@ search them the same way (``batch_size = {choices = [16, 32]}``).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_serializer, field_validator, model_validator
 
 from criteria.ranges import BoolParam, ChoiceParam, FloatParam, IntParam
 
@@ -25,13 +25,28 @@ class Section(BaseModel):
 
 
 class StudySection(Section):
-    """How the Optuna study runs."""
+    """How the Optuna study runs.
+
+    ``metric`` and ``direction`` take one value or a list: several metrics make a multi-objective
+    study (``metrics`` and ``directions`` hold them all, in order). ``metric`` and ``direction``
+    as attributes are the first objective's: the engine trains, stops early and tunes the
+    threshold for it, and the exported model is the Pareto front's best trial on it.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, serialize_by_alias=True)
 
     name: str = Field("criteria-study", min_length=1, description="Study name in Optuna and MLflow.")
     trials: int | None = Field(20, ge=1, description="Number of trials to run (None: until timeout).")
     timeout_minutes: float | None = Field(None, gt=0, description="Stop starting trials after this.")
-    direction: Literal["maximize", "minimize"] = "maximize"
-    metric: Literal[METRICS] = Field("macro_f1", description="Validation metric the study optimises.")  # type: ignore[valid-type]
+    # Spelled `metric` and `direction` in the spec (one value or a list); the fields hold every objective.
+    metrics: tuple[Literal[METRICS], ...] = Field(  # type: ignore[valid-type]
+        ("macro_f1",), alias="metric",
+        description="Validation metric the study optimises; a list of several makes a multi-objective study.",
+    )
+    directions: tuple[Literal["maximize", "minimize"], ...] = Field(
+        ("maximize",), alias="direction",
+        description="One direction for every metric, or a list with one per metric.",
+    )
     epoch_reduction: Literal["best", "last"] = Field("best", description="Objective over epochs.")
     fold_reduction: Literal["mean", "median"] = Field("mean", description="Objective over folds.")
     storage: str | None = Field(None, description="Optuna storage URL (default: SQLite file here).")
@@ -41,11 +56,69 @@ class StudySection(Section):
                             "configuration retrained after the study (refit), or none.",
     )
 
+    @field_validator("metrics", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return (value,) if isinstance(value, str) else value
+
+    @field_validator("metrics")
+    @classmethod
+    def _distinct(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("name at least one metric")
+        twice = sorted({m for m in value if value.count(m) > 1})
+        if twice:
+            raise ValueError(f"{', '.join(twice)} listed more than once; name each metric once")
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _maximize_by_default(cls, data: Any) -> Any:
+        # as a value, not a field default, so that it applies to every metric below
+        if isinstance(data, dict) and "direction" not in data:
+            return {**data, "direction": "maximize"}
+        return data
+
+    @field_validator("directions", mode="before")
+    @classmethod
+    def _one_for_all(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, str):
+            return (value,) * len(info.data.get("metrics") or (value,))
+        return value
+
+    @field_validator("directions")
+    @classmethod
+    def _one_per_metric(cls, value: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        metrics = info.data.get("metrics")
+        if metrics is not None and len(value) != len(metrics):
+            raise ValueError(
+                f"{len(value)} direction(s) for {len(metrics)} metric(s) ({', '.join(metrics)}); give one "
+                "direction for all of them, or a list with one per metric in the order of study.metric"
+            )
+        return value
+
+    @field_serializer("metrics", "directions")
+    def _as_written(self, value: tuple[str, ...]) -> str | list[str]:
+        return value[0] if len(value) == 1 else list(value)  # a single objective reads as it always did
+
     @model_validator(mode="after")
     def _bounded(self) -> StudySection:
         if self.trials is None and self.timeout_minutes is None:
             raise ValueError("set trials or timeout_minutes (or both), or the study would never end")
         return self
+
+    @property
+    def metric(self) -> str:
+        """The first (for a single-objective study the only) metric."""
+        return self.metrics[0]
+
+    @property
+    def direction(self) -> str:
+        return self.directions[0]
+
+    @property
+    def multi_objective(self) -> bool:
+        return len(self.metrics) > 1
 
 
 class DataSection(Section):

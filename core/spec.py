@@ -101,7 +101,7 @@ def parse_spec(raw: dict[str, Any], path: Path, registry: Registry) -> Spec:
         try:
             sections[name] = model(**table)
         except ValidationError as exc:
-            problems.extend(_pydantic_problems(exc, name, model))
+            problems.extend(_pydantic_problems(exc, name, model, table))
             sections[name] = model.model_construct()
 
     train_table = raw.get("train", {})
@@ -113,10 +113,12 @@ def parse_spec(raw: dict[str, Any], path: Path, registry: Registry) -> Spec:
         problems=problems, owner="[train]",
     )
 
+    study_section = sections["study"]
+    multi_objective = isinstance(study_section, StudySection) and study_section.multi_objective
     per_trial: dict[str, KindSpace] = {}
     study_plugins: dict[str, Plugin] = {}
     for kind in KINDS:
-        kind_space = _kind_space(kind, raw.get(kind.name), registry, problems)
+        kind_space = _kind_space(kind, raw.get(kind.name), registry, problems, multi_objective)
         if kind_space is None:
             continue
         if kind.per_trial:
@@ -125,6 +127,8 @@ def parse_spec(raw: dict[str, Any], path: Path, registry: Registry) -> Spec:
             study_plugins[kind.name] = kind_space.default()
 
     space = SearchSpace(train, per_trial)
+    if multi_objective and not problems:
+        problems.extend(_multi_objective_problems(study_section, study_plugins, registry))
     sampler = study_plugins.get("sampler")
     if sampler is not None and not problems:
         for message in sampler.space_problems(space.dimensions()):
@@ -139,7 +143,36 @@ def parse_spec(raw: dict[str, Any], path: Path, registry: Registry) -> Spec:
     )
 
 
-def _kind_space(kind: Kind, section: Any, registry: Registry, problems: list[SpecProblem]) -> KindSpace | None:
+_SINGLE_OBJECTIVE_ONLY = {
+    "sampler": "it optimises a single objective",
+    "pruner": "Optuna takes no intermediate values in a multi-objective study, so no trial can be pruned",
+}
+
+
+def _multi_objective_problems(study: StudySection, study_plugins: dict[str, Plugin],
+                              registry: Registry) -> list[SpecProblem]:
+    """The study-level plugins that cannot serve a study with several objectives (each plugin
+    declares it: ``multi_objective``)."""
+    objectives = f"study.metric names {len(study.metrics)} metrics ({', '.join(study.metrics)})"
+    problems = []
+    for kind_name, plugin in study_plugins.items():
+        if getattr(plugin, "multi_objective", True):
+            continue
+        able = sorted((name for name, info in registry.plugins(kind_name).items()
+                       if getattr(info.cls, "multi_objective", False) and info.availability()),
+                      key=lambda name: -registry.plugins(kind_name)[name].cls.priority)
+        why = _SINGLE_OBJECTIVE_ONLY.get(kind_name, "it supports a single objective only")
+        suggestion = f'[{kind_name}] use = "{able[0]}"' if able else f"a {kind_name} that supports several objectives"
+        problems.append(SpecProblem(
+            f"{kind_name}.use", f"{kind_name} {plugin.name!r} cannot serve a multi-objective study: {objectives}, "
+            f"and {why}", given=plugin.name, allowed=", ".join(able),
+            hint=f'write {suggestion}, or optimise one metric (study.metric = "{study.metric}")',
+        ))
+    return problems
+
+
+def _kind_space(kind: Kind, section: Any, registry: Registry, problems: list[SpecProblem],
+                multi_objective: bool = False) -> KindSpace | None:
     plugins = registry.plugins(kind)
     if section is None:
         section = {}
@@ -163,7 +196,7 @@ def _kind_space(kind: Kind, section: Any, registry: Registry, problems: list[Spe
         ))
         return None
 
-    use = _resolve_use(kind, section.get("use"), registry, problems)
+    use = _resolve_use(kind, section.get("use"), registry, problems, multi_objective)
     if use is None:
         return None
     given_use = section.get("use")
@@ -200,7 +233,8 @@ def _kind_space(kind: Kind, section: Any, registry: Registry, problems: list[Spe
     return KindSpace(kind, options)
 
 
-def _resolve_use(kind: Kind, use: Any, registry: Registry, problems: list[SpecProblem]) -> list[str] | None:
+def _resolve_use(kind: Kind, use: Any, registry: Registry, problems: list[SpecProblem],
+                 multi_objective: bool = False) -> list[str] | None:
     plugins = registry.plugins(kind)
     key = f"{kind.name}.use"
     if use is None:
@@ -211,8 +245,10 @@ def _resolve_use(kind: Kind, use: Any, registry: Registry, problems: list[SpecPr
                 hint="run `criteria plugins list` to see why",
             ))
             return None
-        # Highest priority first: it is the default when a single configuration is trained.
-        available.sort(key=lambda n: -plugins[n].cls.priority)
+        # Highest priority first: it is the default when a single configuration is trained. With
+        # several objectives, a study-level default that can serve them comes first (no pruning).
+        available.sort(key=lambda n: (multi_objective and not getattr(plugins[n].cls, "multi_objective", True),
+                                      -plugins[n].cls.priority))
         return available if kind.searched_by_default else available[:1]
 
     names = [use] if isinstance(use, str) else use
@@ -254,13 +290,17 @@ def _resolve_use(kind: Kind, use: Any, registry: Registry, problems: list[SpecPr
     return list(dict.fromkeys(valid)) or None
 
 
-def _pydantic_problems(exc: ValidationError, section: str, model: type[BaseModel]) -> list[SpecProblem]:
+def _pydantic_problems(exc: ValidationError, section: str, model: type[BaseModel],
+                       table: dict[str, Any] | None = None) -> list[SpecProblem]:
     from criteria.params import params_of
 
-    params = params_of(model)
+    # keyed as the spec spells them (StudySection's `metrics` field is the `metric` key)
+    params = {param.field.alias or name: param for name, param in params_of(model).items()}
     problems = []
     for error in exc.errors(include_url=False):
         loc = [str(part) for part in error["loc"]]
+        if len(loc) == 2 and loc[1].isdigit() and not isinstance((table or {}).get(loc[0]), list):
+            loc = loc[:1]  # one value where a list is also accepted: no index to point at
         key = ".".join([section, *loc])
         field_name = loc[0] if loc else ""
         if error["type"] == "extra_forbidden":
@@ -271,6 +311,9 @@ def _pydantic_problems(exc: ValidationError, section: str, model: type[BaseModel
             continue
         param = params.get(field_name)
         allowed = param.bounds if param else ""
-        hint = f"the default is {param.default!r}" if param and param.default is not None else ""
+        default = param.default if param else None
+        if isinstance(default, tuple) and len(default) == 1:  # ("macro_f1",) is written metric = "macro_f1"
+            default = default[0]
+        hint = f"the default is {default!r}" if default is not None else ""
         problems.append(SpecProblem(key, error["msg"], given=error.get("input"), allowed=allowed, hint=hint))
     return problems

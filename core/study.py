@@ -3,6 +3,9 @@
 Creates or resumes an Optuna study (sampler and pruner from plugins, storage from the spec, a
 SQLite file here by default), trains each trial's configuration with the engine on every split,
 reports each epoch to the pruner with steps unique across folds, and tracks everything in MLflow.
+With several metrics the study is multi-objective: each trial returns one value per metric, nothing
+is reported to a pruner (Optuna does not prune such studies), and the best trials are the Pareto
+front, of which the one best on the first metric is exported.
 A trial that diverges or runs out of memory is recorded with its reason and the study goes on.
 Ctrl-C stops cleanly: the running trial is marked failed ("interrupted"), and re-running the same
 command resumes, running only the trials still missing.
@@ -14,7 +17,7 @@ import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from criteria.data import holdout, kfold
 from criteria.engine import EpochReport, TrainingDiverged, fit
@@ -26,10 +29,20 @@ from criteria.training import PreparedData, make_job, prepare_data, save_run_mod
 DEFAULT_STORAGE_FILE = "criteria-studies.db"
 BEST_MODEL_FOLDER = "best-model"
 FAILURE_ATTR = "failure_reason"
+METRICS_ATTR = "criteria.metrics"  # the study's metric names, in the order of its directions
 
 
 def storage_url(spec: Spec) -> str:
     return spec.study.storage or f"sqlite:///{Path.cwd() / DEFAULT_STORAGE_FILE}"
+
+
+@dataclass
+class FrontTrial:
+    """A trial on the Pareto front of a multi-objective study."""
+
+    number: int
+    values: tuple[float, ...]  # one per metric, in the order of [study] metric
+    params: dict[str, Any]
 
 
 @dataclass
@@ -38,12 +51,15 @@ class StudySummary:
     storage: str  # redacted
     tracking: str  # redacted
     counts: dict[str, int]
-    best_value: float | None
+    best_value: float | None  # single-objective studies only
     best_params: dict[str, Any]
-    best_trial: int | None
+    best_trial: int | None  # with several objectives: the front's best on the first metric (exported)
     seconds: float
     interrupted: bool = False
     failures: list[tuple[int, str]] = field(default_factory=list)
+    metrics: tuple[str, ...] = ()
+    directions: tuple[str, ...] = ()
+    front: list[FrontTrial] = field(default_factory=list)  # several objectives: the Pareto front, exported first
 
 
 def finished_trials(study: Any) -> int:
@@ -58,8 +74,9 @@ def finished_trials(study: Any) -> int:
     )
 
 
-def reduce_epochs(history: list[EpochReport], how: str, direction: str) -> float:
-    values = [r.value for r in history]
+def reduce_epochs(history: list[EpochReport], how: str, direction: str, metric: str | None = None) -> float:
+    """One metric over a run's epochs (default: the objective the engine tracked, ``EpochReport.value``)."""
+    values = [r.value if metric is None else float(r.metrics["overall"][metric]) for r in history]
     if how == "last":
         return values[-1]
     return max(values) if direction == "maximize" else min(values)
@@ -69,6 +86,32 @@ def reduce_folds(values: list[float], how: str) -> float:
     return statistics.median(values) if how == "median" else statistics.fmean(values)
 
 
+def dominates(a: Sequence[float], b: Sequence[float], directions: Sequence[str]) -> bool:
+    """Whether values ``a`` are at least as good as ``b`` on every objective and better on one."""
+    signs = [1.0 if d == "maximize" else -1.0 for d in directions]
+    at_least = all(s * x >= s * y for s, x, y in zip(signs, a, b))
+    return at_least and any(s * x > s * y for s, x, y in zip(signs, a, b))
+
+
+def order_front(front: Sequence[Any], directions: Sequence[str]) -> list[Any]:
+    """Pareto-front trials, best on the first objective first (ties: the earlier trial): the first
+    is the one a multi-objective study exports."""
+    sign = 1.0 if directions[0] == "maximize" else -1.0
+    return sorted(front, key=lambda t: (-sign * t.values[0], t.number))
+
+
+def exported_trial(study: Any, spec: Spec) -> Any:
+    """The trial whose model a study exports: the best trial, or with several objectives the
+    Pareto front's best on the first metric. None before any trial completed."""
+    from optuna.trial import TrialState
+
+    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        return None
+    if not spec.study.multi_objective:
+        return study.best_trial
+    return order_front(study.best_trials, spec.study.directions)[0]
+
+
 def load_study(spec: Spec, *, create: bool = True) -> Any:
     import optuna
 
@@ -76,17 +119,40 @@ def load_study(spec: Spec, *, create: bool = True) -> Any:
     sampler = pruner = None
     if create:  # built outside the storage errors below, so a plugin's own error keeps its message
         sampler, pruner = _build_study_plugin(spec.sampler, seed=spec.study.seed), _build_study_plugin(spec.pruner)
+    # One metric: created exactly as single-objective studies always were.
+    objectives = ({"directions": list(spec.study.directions)} if spec.study.multi_objective
+                  else {"direction": spec.study.direction})
     try:
         if not create:
-            return optuna.load_study(study_name=spec.study.name, storage=url)
-        return optuna.create_study(
-            study_name=spec.study.name, storage=url, load_if_exists=True, direction=spec.study.direction,
-            sampler=sampler, pruner=pruner,
-        )
+            study = optuna.load_study(study_name=spec.study.name, storage=url)
+        else:
+            study = optuna.create_study(
+                study_name=spec.study.name, storage=url, load_if_exists=True, sampler=sampler, pruner=pruner,
+                **objectives,
+            )
     except KeyError:
         raise CriteriaError(f"no study named {spec.study.name!r} in {redact(url)}; run `criteria run` first") from None
     except Exception as exc:  # storage URL errors come from SQLAlchemy with the URL in them
         raise CriteriaError(f"cannot open the study storage {redact(url)}: {type(exc).__name__}") from None
+    _check_objectives(study, spec, url)
+    return study
+
+
+def _check_objectives(study: Any, spec: Spec, url: str) -> None:
+    """A resumed study must optimise what the spec says: Optuna keeps the stored directions, and
+    the metric names label every value."""
+    stored = [d.name.lower() for d in study.directions]
+    metrics = study.user_attrs.get(METRICS_ATTR)
+    wanted = list(spec.study.directions)
+    if stored != wanted or (metrics is not None and metrics != list(spec.study.metrics)):
+        what = ", ".join(f"{m} ({d})" for m, d in zip(metrics or ["?"] * len(stored), stored))
+        raise CriteriaError(
+            f"study {spec.study.name!r} in {redact(url)} optimises {what}, but the spec asks for "
+            f"{', '.join(f'{m} ({d})' for m, d in zip(spec.study.metrics, wanted))}; give the study another "
+            "[study] name (or storage) to optimise something else"
+        )
+    if metrics is None:
+        study.set_user_attr(METRICS_ATTR, list(spec.study.metrics))
 
 
 def _build_study_plugin(plugin: Any, **kwargs: Any) -> Any:
@@ -108,9 +174,13 @@ class Objective:
         else:
             self.splits = [holdout(data.corpus, data.study_indices, spec.data.validation_fraction, spec.study.seed)]
         self.tags = {"criteria.data_sha256": data.corpus.sha256}
-        self.per_fold = spec.pruner.reports == "fold"
+        self.multi = spec.study.multi_objective
+        # Optuna takes no intermediate values in a multi-objective study (the spec allows only a
+        # pruner that never prunes there), so nothing is reported.
+        self.per_fold = not self.multi and spec.pruner.reports == "fold"
+        self.per_epoch = not self.multi and not self.per_fold
 
-    def __call__(self, trial: Any) -> float:
+    def __call__(self, trial: Any) -> float | tuple[float, ...]:
         import optuna
         import torch
         from pydantic import ValidationError
@@ -133,8 +203,7 @@ class Objective:
                 job = make_job(self.spec, self.data, config, split.train, split.validation, callbacks=[report])
                 result = fit(job)
                 first_fold = first_fold or result
-                fold_values.append(reduce_epochs(result.history, self.spec.study.epoch_reduction,
-                                                 self.spec.study.direction))
+                fold_values.append(self._fold_value(result.history))
                 if self.per_fold:  # pruners that compare trials fold by fold (Wilcoxon)
                     trial.report(fold_values[-1], fold)
                     if trial.should_prune():
@@ -152,29 +221,58 @@ class Objective:
                 self.tracker.end_trial(run_id, "interrupted", "stopped by the user (Ctrl-C)")
             trial.set_user_attr("interrupted", True)
             raise
-        value = reduce_folds(fold_values, self.spec.study.fold_reduction)
+        if self.multi:
+            how = self.spec.study.fold_reduction
+            value: Any = tuple(reduce_folds(list(column), how) for column in zip(*fold_values))
+            named: Any = dict(zip(self.spec.study.metrics, value))
+        else:
+            value = named = reduce_folds(fold_values, self.spec.study.fold_reduction)
         trial.set_user_attr("fold_values", fold_values)
         if self.keep_folder is not None and self._is_best(trial, value):
             save_run_model(first_fold, self.data, self.spec, config, self.keep_folder, study=self.spec.study.name,
-                           trial=trial.number, value=value)
+                           trial=trial.number, value=named)
         if self.tracker:
-            self.tracker.end_trial(run_id, "complete", value=value)
+            self.tracker.end_trial(run_id, "complete", value=named)
         return value
 
-    def _is_best(self, trial: Any, value: float) -> bool:
+    def _fold_value(self, history: list[EpochReport]) -> float | list[float]:
+        """The fold's objective: one value, or one per metric (each over its own best epoch with
+        ``epoch_reduction = "best"``)."""
+        study = self.spec.study
+        if not self.multi:
+            return reduce_epochs(history, study.epoch_reduction, study.direction)
+        return [reduce_epochs(history, study.epoch_reduction, d, m) for m, d in zip(study.metrics, study.directions)]
+
+    def _is_best(self, trial: Any, value: Any) -> bool:
         from optuna.trial import TrialState
 
-        others = [t.value for t in trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+        complete = trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if self.multi:
+            return self._is_exported(trial.number, value, complete)
+        others = [t.value for t in complete]
         if not others:
             return True
         return value > max(others) if self.spec.study.direction == "maximize" else value < min(others)
+
+    def _is_exported(self, number: int, values: tuple[float, ...], complete: list[Any]) -> bool:
+        """Whether this trial, once complete, is the one the study exports (see exported_trial)."""
+        import math
+        from types import SimpleNamespace
+
+        if any(math.isnan(v) for v in values):
+            return False  # Optuna fails a trial with a NaN value
+        directions = self.spec.study.directions
+        trials = [SimpleNamespace(number=t.number, values=tuple(t.values)) for t in complete]
+        trials.append(SimpleNamespace(number=number, values=values))
+        front = [t for t in trials if not any(dominates(o.values, t.values, directions) for o in trials)]
+        return order_front(front, directions)[0].number == number
 
     def _reporter(self, trial: Any, run_id: str | None, fold: int, epochs: int, folds: int) -> Callable[[EpochReport], None]:
         import optuna
 
         def report(epoch: EpochReport) -> None:
             step = fold * epochs + epoch.epoch  # unique across folds, so pruners compare like with like
-            if not self.per_fold:
+            if self.per_epoch:
                 trial.report(epoch.value, step)
             if self.tracker:
                 overall = epoch.metrics["overall"]
@@ -185,16 +283,17 @@ class Objective:
                 self.tracker.log_metrics(run_id, metrics, step)
             if self.on_epoch:
                 self.on_epoch(trial.number, epoch)
-            if not self.per_fold and trial.should_prune():
+            if self.per_epoch and trial.should_prune():
                 raise optuna.TrialPruned(f"pruned at fold {fold}, epoch {epoch.epoch} ({epoch.value:.4f})")
 
         return report
 
-    def _fail(self, trial: Any, run_id: str | None, reason: str) -> float:
+    def _fail(self, trial: Any, run_id: str | None, reason: str) -> float | tuple[float, ...]:
         trial.set_user_attr(FAILURE_ATTR, reason)
         if self.tracker:
             self.tracker.end_trial(run_id, "failed", reason)
-        return float("nan")  # Optuna records a NaN objective as a failed trial and goes on
+        # Optuna records a NaN objective as a failed trial and goes on
+        return (float("nan"),) * len(self.spec.study.metrics) if self.multi else float("nan")
 
 
 def _source(plugin: Any) -> str:
@@ -245,6 +344,10 @@ def run_study(spec: Spec, *, track: bool = True, on_trial: Callable[[Any], None]
     summary = summarize(study, spec, time.perf_counter() - start, interrupted, tracker)
     if tracker:
         tracker.log_summary({"best_value": summary.best_value} if summary.best_value is not None else {})
+        if summary.front:
+            objectives = ", ".join(f"{m} ({d})" for m, d in zip(summary.metrics, summary.directions))
+            tracker.set_tags({"criteria.objectives": objectives,
+                              "criteria.pareto_front": ", ".join(str(t.number) for t in summary.front)})
         if interrupted:
             tracker.finish(interrupted=True)
     return study, summary, data, tracker
@@ -256,12 +359,17 @@ def summarize(study: Any, spec: Spec, seconds: float, interrupted: bool, tracker
     trials = study.get_trials(deepcopy=False)
     counts = {state.name.lower(): sum(1 for t in trials if t.state == state)
               for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING)}
-    complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    best = study.best_trial if complete else None
+    best = exported_trial(study, spec)
+    front = []
+    if spec.study.multi_objective and best is not None:
+        front = [FrontTrial(t.number, tuple(t.values), dict(t.params))
+                 for t in order_front(study.best_trials, spec.study.directions)]
     failures = [(t.number, t.user_attrs.get(FAILURE_ATTR, "interrupted" if t.user_attrs.get("interrupted") else "unknown"))
                 for t in trials if t.state == TrialState.FAIL]
     return StudySummary(
         name=spec.study.name, storage=redact(storage_url(spec)), tracking=tracker.where if tracker else "off",
-        counts=counts, best_value=best.value if best else None, best_params=dict(best.params) if best else {},
-        best_trial=best.number if best else None, seconds=seconds, interrupted=interrupted, failures=failures,
+        counts=counts, best_value=best.value if best and not front else None,
+        best_params=dict(best.params) if best else {}, best_trial=best.number if best else None, seconds=seconds,
+        interrupted=interrupted, failures=failures, metrics=spec.study.metrics, directions=spec.study.directions,
+        front=front,
     )

@@ -112,11 +112,16 @@ class StudyTracker:
         if batch:
             self.client.log_batch(run_id, metrics=batch)
 
-    def end_trial(self, run_id: str, state: str, reason: str = "", value: float | None = None) -> None:
+    def end_trial(self, run_id: str, state: str, reason: str = "",
+                  value: float | dict[str, float] | None = None) -> None:
+        """``value``: the objective, or with several objectives a value per metric name (logged
+        as ``objective_<metric>``)."""
         self.client.set_tag(run_id, "criteria.state", state)
         if reason:
             self.client.set_tag(run_id, "criteria.reason", reason[:5000])
-        if value is not None:
+        if isinstance(value, dict):
+            self.log_metrics(run_id, {f"objective_{name}": v for name, v in value.items()}, step=0)
+        elif value is not None:
             self.log_metrics(run_id, {"objective": value}, step=0)
         status = {"complete": "FINISHED", "pruned": "KILLED"}.get(state, "FAILED")
         self.client.set_terminated(run_id, status=status)
@@ -126,6 +131,11 @@ class StudyTracker:
 
     def log_summary(self, metrics: dict[str, float]) -> None:
         self.log_metrics(self.parent_id, metrics, step=0)
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        """Tags on the study's parent run."""
+        for key, value in tags.items():
+            self.client.set_tag(self.parent_id, key, value[:5000])
 
     def finish(self, interrupted: bool = False) -> None:
         self.client.set_terminated(self.parent_id, status="KILLED" if interrupted else "FINISHED")

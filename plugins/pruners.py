@@ -40,6 +40,7 @@ class NoPruner(_OptunaPruner):
     name = "none"
     summary = "Never prune: every trial runs all its epochs."
     pruner_class = "NopPruner"
+    multi_objective = True  # it needs no intermediate values, which multi-objective studies lack
 
 
 class MedianConfig(PluginConfig):

@@ -51,12 +51,14 @@ class TPE(_OptunaSampler):
     Config = TPEConfig
     priority = 10
     sampler_class = "TPESampler"
+    multi_objective = True
 
 
 class Random(_OptunaSampler):
     name = "random"
     summary = "Uniform random sampling: a baseline, and robust in any space."
     sampler_class = "RandomSampler"
+    multi_objective = True
 
 
 class GPConfig(PluginConfig):
@@ -72,6 +74,7 @@ class GP(_OptunaSampler):
     Config = GPConfig
     requires = Requirements.of({"scipy": "scipy", "torch": "torch"})
     sampler_class = "GPSampler"
+    multi_objective = True
 
 
 class CmaEsConfig(PluginConfig):
@@ -88,6 +91,7 @@ class CmaEs(_OptunaSampler):
     Config = CmaEsConfig
     requires = Requirements.of({"cmaes": "cmaes"})
     sampler_class = "CmaEsSampler"
+    multi_objective = False  # Optuna's CmaEsSampler refuses studies with several objectives
 
     def space_problems(self, dimensions: Sequence[tuple[str, Any]]) -> list[str]:
         # Optuna's CmaEsSampler would sample them at random, silently: say so before the study runs.
@@ -117,6 +121,7 @@ class QMC(_OptunaSampler):
     Config = QMCConfig
     requires = Requirements.of({"scipy": "scipy"})
     sampler_class = "QMCSampler"
+    multi_objective = True
     options = {"warn_independent_sampling": False}
 
 
@@ -136,6 +141,7 @@ class NSGA2(_OptunaSampler):
     summary = "NSGA-II genetic algorithm; meant for multi-objective studies, also runs single-objective ones."
     Config = NSGA2Config
     sampler_class = "NSGAIISampler"
+    multi_objective = True
 
 
 @hookimpl

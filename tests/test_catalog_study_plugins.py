@@ -348,3 +348,33 @@ def test_nsga2_runs_a_single_objective_study_past_its_first_generation(tmp_path)
     generations = [t.system_attrs["NSGAIISampler:generation"] for t in study.trials]
     assert max(generations) >= 1  # population 4, 8 trials: children were bred from parents
     assert study.best_value == max(t.value for t in study.trials)
+
+
+@pytest.mark.parametrize("name", list(SAMPLER_CLASSES))
+def test_sampler_declares_multi_objective_support_truthfully(tmp_path, name):
+    """``multi_objective`` is what the spec checks; Optuna's sampler must agree with it."""
+    import math
+
+    import optuna
+    from optuna.trial import TrialState
+
+    make("sampler", name)
+    spec = _spec(tmp_path, name, NUMERIC_SPACE)
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=spec.sampler.build(seed=0))
+
+    def objective(trial):
+        config = spec.space.suggest(trial)
+        return -abs(math.log10(config.plugins["optimizer"].config.lr) + 4), config.train.hidden_dropout
+
+    if spec.sampler.multi_objective:
+        study.optimize(objective, n_trials=N_SAMPLED)
+        assert [t.state for t in study.trials] == [TrialState.COMPLETE] * N_SAMPLED and study.best_trials
+    else:
+        with pytest.raises(ValueError, match="multi-objective"):
+            study.optimize(objective, n_trials=2)
+
+
+def test_only_the_pruner_that_never_prunes_serves_several_objectives():
+    # Optuna refuses trial.report and should_prune in a multi-objective study
+    able = [name for name, info in REGISTRY.plugins("pruner").items() if info.cls.multi_objective]
+    assert able == ["none"]
