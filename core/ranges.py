@@ -59,6 +59,9 @@ class FloatRange:
     def endpoints(self) -> tuple[float, float]:
         return (self.low, self.high)
 
+    def contains(self, value: Any) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and self.low <= value <= self.high
+
     def check(self) -> str | None:
         """Return why this range is malformed, or None."""
         if not (math.isfinite(self.low) and math.isfinite(self.high)):
@@ -100,6 +103,10 @@ class IntRange:
     def endpoints(self) -> tuple[int, int]:
         return (self.low, self.high)
 
+    def contains(self, value: Any) -> bool:
+        return (isinstance(value, int) and not isinstance(value, bool) and self.low <= value <= self.high
+                and (value - self.low) % self.step == 0)
+
     def check(self) -> str | None:
         if self.low > self.high:
             return f"low ({self.low}) is greater than high ({self.high})"
@@ -135,6 +142,9 @@ class Categorical:
 
     def endpoints(self) -> tuple[Any, ...]:
         return tuple(self.choices or ())
+
+    def contains(self, value: Any) -> bool:
+        return choice_label(value) in {choice_label(c) for c in self.choices or ()}
 
     def check(self) -> str | None:
         if not self.choices:

@@ -51,6 +51,10 @@ class StudySection(Section):
     fold_reduction: Literal["mean", "median"] = Field("mean", description="Objective over folds.")
     storage: str | None = Field(None, description="Optuna storage URL (default: SQLite file here).")
     seed: int = Field(42, ge=0)
+    enqueue: tuple[dict[str, Any], ...] = Field(
+        (), description="Configurations the study tries first (Optuna's enqueue_trial), each a table of "
+                        "parameters named as `criteria space` shows them; parameters left out are sampled.",
+    )
     export: Literal["keep", "refit", "none"] = Field(
         "keep", description="Best model to export: the best trial's own (keep), the best "
                             "configuration retrained after the study (refit), or none.",

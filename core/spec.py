@@ -129,6 +129,8 @@ def parse_spec(raw: dict[str, Any], path: Path, registry: Registry) -> Spec:
     space = SearchSpace(train, per_trial)
     if multi_objective and not problems:
         problems.extend(_multi_objective_problems(study_section, study_plugins, registry))
+    if isinstance(study_section, StudySection) and not problems:
+        problems.extend(_enqueue_problems(study_section, space))
     sampler = study_plugins.get("sampler")
     if sampler is not None and not problems:
         for message in sampler.space_problems(space.dimensions()):
@@ -141,6 +143,25 @@ def parse_spec(raw: dict[str, Any], path: Path, registry: Registry) -> Spec:
         model=sections["model"], space=space,  # type: ignore[arg-type]
         study_plugins=study_plugins,
     )
+
+
+def _enqueue_problems(study: StudySection, space: SearchSpace) -> list[SpecProblem]:
+    """Each starting configuration must name searched parameters, with values inside their ranges."""
+    dimensions = dict(space.dimensions())
+    problems = []
+    for number, params in enumerate(study.enqueue):
+        for name, value in params.items():
+            key = f"study.enqueue.{number}.{name}"
+            search = dimensions.get(name)
+            if search is None:
+                problems.append(SpecProblem(
+                    key, f"{name!r} is not a searched parameter{did_you_mean(name, list(dimensions))}",
+                    hint="`criteria space SPEC` lists the searched parameters; fixed values belong in their own section",
+                ))
+            elif not search.contains(value):
+                problems.append(SpecProblem(key, "the value is outside the searched range", given=value,
+                                            allowed=search.describe()))
+    return problems
 
 
 _SINGLE_OBJECTIVE_ONLY = {

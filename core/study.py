@@ -22,6 +22,7 @@ from typing import Any, Callable, Sequence
 from criteria.data import holdout, kfold
 from criteria.engine import EpochReport, TrainingDiverged, fit
 from criteria.errors import CriteriaError
+from criteria.ranges import Categorical, choice_label
 from criteria.spec import Spec
 from criteria.tracking import StudyTracker, git_commit, hardware, redact
 from criteria.training import PreparedData, make_job, prepare_data, save_run_model
@@ -311,6 +312,7 @@ def run_study(spec: Spec, *, track: bool = True, on_trial: Callable[[Any], None]
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     start = time.perf_counter()
     study = load_study(spec)
+    enqueue_starting_points(study, spec)
     data = prepare_data(spec)
     tracker = None
     if track:
@@ -351,6 +353,18 @@ def run_study(spec: Spec, *, track: bool = True, on_trial: Callable[[Any], None]
         if interrupted:
             tracker.finish(interrupted=True)
     return study, summary, data, tracker
+
+
+def enqueue_starting_points(study: Any, spec: Spec) -> None:
+    """Queue the spec's ``[[study.enqueue]]`` configurations ahead of sampled ones. Optuna skips one
+    already tried or queued, so a resumed study does not run them twice."""
+    dimensions = dict(spec.space.dimensions())
+    for params in spec.study.enqueue:
+        # Optuna stores a categorical choice by its label (tuples such as Adam's betas included).
+        stored = {name: choice_label(tuple(value) if isinstance(value, list) else value)
+                  if isinstance(dimensions[name], Categorical) else value
+                  for name, value in params.items()}
+        study.enqueue_trial(stored, skip_if_exists=True)
 
 
 def summarize(study: Any, spec: Spec, seconds: float, interrupted: bool, tracker: StudyTracker | None) -> StudySummary:
