@@ -31,6 +31,15 @@ CASES = {
         "[data]\nmax_length = 4\n",
         "data.max_length", ["greater than or equal to 16"],
     ),
+    "enqueue_unknown_parameter": (
+        "[optimizer]\nuse = ['adamw', 'lion']\n[[study.enqueue]]\n'optimizer.adamw.learnrate' = 1e-5\n",
+        "study.enqueue.0.optimizer.adamw.learnrate",
+        ["not a searched parameter", "did you mean 'optimizer.adamw.lr'", "criteria space"],
+    ),
+    "enqueue_value_outside_the_range": (
+        "[optimizer]\nuse = ['adamw', 'lion']\n[[study.enqueue]]\noptimizer = 'sgd'\n",
+        "study.enqueue.0.optimizer", ["outside the searched range", "allowed: choice(adamw, lion)"],
+    ),
     "unknown_plugin": (
         "[optimizer]\nuse = ['adamw', 'lino']\n",
         "optimizer.use", ["unknown optimizer 'lino'", "did you mean 'lion'", "allowed:"],

@@ -206,3 +206,34 @@ def test_refit_export_retrains_the_best_configuration(workdir, tiny_bert):
     export = export_best(study, spec, data, workdir / "out", None)
     meta = json.loads((export.folder / "model" / "criteria_model.json").read_text())
     assert meta["trial"] == summary.best_trial and export.test["overall"]["support"] == len(data.test_indices)
+
+
+def test_enqueued_configurations_run_first_and_only_once(tmp_path):
+    import optuna
+
+    from criteria.study import enqueue_starting_points
+
+    spec_file = tmp_path / "spec.toml"
+    spec_file.write_text("""
+[study]
+name = "enqueue"
+[[study.enqueue]]
+optimizer = "lion"
+"optimizer.lion.lr" = 1e-5
+"optimizer.lion.betas" = [0.9, 0.99]
+[optimizer]
+use = ["adamw", "lion"]
+[optimizer.lion]
+betas = {choices = [[0.9, 0.99], [0.95, 0.98]]}
+""")
+    spec = load_spec(spec_file)
+    study = optuna.create_study(direction="maximize")
+    enqueue_starting_points(study, spec)
+    enqueue_starting_points(study, spec)  # a resumed study: not queued twice
+    waiting = study.get_trials(deepcopy=False)
+    assert len(waiting) == 1
+    trial = study.ask()
+    config = spec.space.suggest(trial)
+    assert config.plugins["optimizer"].name == "lion"
+    assert config.plugins["optimizer"].config.lr == 1e-5
+    assert tuple(config.plugins["optimizer"].config.betas) == (0.9, 0.99)
