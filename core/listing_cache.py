@@ -2,8 +2,7 @@
 
 Building the registry imports every plugin module and pydantic, which is most of a listing's
 time. What the listing shows depends only on things this module can check without importing
-them, so it is kept under the user cache directory (``$CRITERIA_CACHE_DIR``, else
-``$XDG_CACHE_HOME/criteria``, else ``~/.cache/criteria``) and reused while none of them changed:
+them, so it is kept under the user cache directory (:func:`criteria.cache.cache_root`) and reused while none of them changed:
 
 - the Python executable and version, and every ``sys.path`` entry: its modification time and the
   names of the distributions (``*.dist-info``, ``*.egg-info``) and ``.pth`` files in it. Installing,
@@ -35,10 +34,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from criteria.cache import cache_root
+
 if TYPE_CHECKING:  # pragma: no cover
     from criteria.registry import PluginInfo, Registry
 
-CACHE_ENV = "CRITERIA_CACHE_DIR"
 DISABLE_ENV = "CRITERIA_LISTING_CACHE"
 FORMAT = 1
 # Read by the CUDA availability check (hardware.cuda_devices loads libcuda through ctypes).
@@ -132,8 +132,7 @@ def fingerprint() -> dict[str, Any]:
 
 
 def cache_dir() -> Path:
-    default = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "criteria"
-    return Path(os.environ.get(CACHE_ENV) or default) / "listing"
+    return cache_root() / "listing"
 
 
 def cache_path(key: dict[str, Any]) -> Path:

@@ -19,10 +19,10 @@ from typing import Any
 
 import numpy as np
 
+from criteria.cache import cache_root
 from criteria.data import Corpus
 from criteria.errors import CriteriaError
 
-CACHE_ENV = "CRITERIA_CACHE_DIR"
 
 
 @dataclass(frozen=True)
@@ -47,8 +47,7 @@ class EncodedPairs:
 
 
 def cache_dir() -> Path:
-    default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "criteria"
-    return Path(os.environ.get(CACHE_ENV, default)) / "tokens"
+    return cache_root() / "tokens"
 
 
 def tokenizer_fingerprint(tokenizer: Any) -> str:

@@ -4,6 +4,7 @@ skips with the plugin's own reason where it cannot run."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,3 +21,23 @@ def make(kind: str, name: str, **config: Any):
     if not availability:
         pytest.skip(f"{kind} {name!r}: {availability.reason}")
     return info.cls(info.cls.Config(**config))
+
+
+def one_epoch_job(spec_path: Path):
+    """A ``TrainingJob`` for the spec on a slice of the embedded corpus's splits (max length 64):
+    an epoch that checks a plugin's wiring into the engine, not its score."""
+    from criteria.data import embedded_corpus, holdout, test_split
+    from criteria.engine import TrainingJob
+    from criteria.model import load_tokenizer
+    from criteria.spec import load_spec
+    from criteria.tokens import encode_pairs
+
+    spec = load_spec(spec_path)
+    corpus = embedded_corpus()
+    tokenizer = load_tokenizer(spec.model.name)
+    rest, _ = test_split(corpus, 0.2, 0)
+    split = holdout(corpus, rest, 0.25, 0)
+    return TrainingJob(corpus=corpus, encoded=encode_pairs(tokenizer, corpus, 64),
+                       train_indices=split.train[:320], validation_indices=split.validation[:160],
+                       config=spec.space.default(), model_name=spec.model.name,
+                       pad_token_id=tokenizer.pad_token_id)

@@ -43,6 +43,14 @@ def with_plugins(plugin_site, monkeypatch) -> Path:
     return plugin_site
 
 
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    """A study's working folder: its storage, MLflow store and outputs land here."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    return tmp_path
+
+
 @pytest.fixture(scope="session")
 def tiny_bert(tmp_path_factory) -> Path:
     from tiny_models import save_tiny_model

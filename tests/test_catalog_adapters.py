@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from builtin_plugins import one_epoch_job
 from criteria import TrainingPlan
 from criteria.model import CriterionClassifier, load_classifier, save_classifier
 
@@ -209,11 +210,7 @@ def test_save_and_load_round_trip(name, family, request, registry, tmp_path):
 
 
 def test_engine_trains_an_epoch_with_houlsby(tiny_bert, tmp_path):
-    from criteria.data import embedded_corpus, holdout, test_split
-    from criteria.engine import TrainingJob, fit
-    from criteria.model import load_tokenizer
-    from criteria.spec import load_spec
-    from criteria.tokens import encode_pairs
+    from criteria.engine import fit
 
     spec_path = tmp_path / "spec.toml"
     spec_path.write_text(f"""
@@ -234,16 +231,7 @@ use = "houlsby"
 bottleneck = 32
 layers = "top4"
 """)
-    spec = load_spec(spec_path)
-    corpus = embedded_corpus()
-    tokenizer = load_tokenizer(spec.model.name)
-    rest, _ = test_split(corpus, 0.2, 0)
-    split = holdout(corpus, rest, 0.25, 0)
-    # a slice of the splits: one epoch is about the wiring, not the score
-    job = TrainingJob(corpus=corpus, encoded=encode_pairs(tokenizer, corpus, 64),
-                      train_indices=split.train[:320], validation_indices=split.validation[:160],
-                      config=spec.space.default(), model_name=spec.model.name,
-                      pad_token_id=tokenizer.pad_token_id)
+    job = one_epoch_job(spec_path)
     assert job.config.plugins["peft"].name == "houlsby"
     result = fit(job)
     assert len(result.history) == 1 and np.isfinite(result.history[0].train_loss)

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from builtin_plugins import make as make_plugin
+from builtin_plugins import one_epoch_job
 from criteria import TrainingPlan
 from criteria.model import CriterionClassifier, load_classifier, save_classifier
 
@@ -365,11 +366,7 @@ def test_a_model_without_transformer_layers_is_a_clear_error():
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_engine_trains_an_epoch_with_prefix_tuning(family, request, tmp_path):
-    from criteria.data import embedded_corpus, holdout, test_split
-    from criteria.engine import TrainingJob, fit
-    from criteria.model import load_tokenizer
-    from criteria.spec import load_spec
-    from criteria.tokens import encode_pairs
+    from criteria.engine import fit
 
     folder = request.getfixturevalue(family)
     spec_path = tmp_path / "spec.toml"
@@ -392,16 +389,7 @@ num_virtual_tokens = 10
 projection = true
 projection_hidden_size = 64
 """)
-    spec = load_spec(spec_path)
-    corpus = embedded_corpus()
-    tokenizer = load_tokenizer(spec.model.name)
-    rest, _ = test_split(corpus, 0.2, 0)
-    split = holdout(corpus, rest, 0.25, 0)
-    # a slice of the splits: one epoch is about the wiring, not the score
-    job = TrainingJob(corpus=corpus, encoded=encode_pairs(tokenizer, corpus, 64),
-                      train_indices=split.train[:320], validation_indices=split.validation[:160],
-                      config=spec.space.default(), model_name=spec.model.name,
-                      pad_token_id=tokenizer.pad_token_id)
+    job = one_epoch_job(spec_path)
     assert job.config.plugins["peft"].name == "prefix_tuning"
     start = job.config.plugins["peft"].build(load_encoder(folder), PLAN).prefix_encoder.state_dict()
     result = fit(job)

@@ -21,13 +21,6 @@ from tiny_models import NanLoss
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
-@pytest.fixture
-def workdir(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    return tmp_path
-
-
 def write_spec(folder: Path, model: Path, trials: int = 3, extra: str = "") -> Path:
     spec = folder / "study.toml"
     spec.write_text(f"""

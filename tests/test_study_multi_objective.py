@@ -24,13 +24,6 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 TWO_METRICS = 'metric = ["macro_f1", "loss"]\ndirection = ["maximize", "minimize"]'
 
 
-@pytest.fixture
-def workdir(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    return tmp_path
-
-
 def write_spec(folder: Path, model: Path | str, trials: int = 3, study: str = TWO_METRICS,
                sampler: str = '"nsga2"\n[sampler.nsga2]\npopulation_size = 2', pruner: str | None = '"none"',
                epochs: int = 2) -> Path:
