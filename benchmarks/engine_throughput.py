@@ -18,15 +18,15 @@ import time
 
 import numpy as np
 import torch
-
-from criteria.batching import bucketed_batches, iterate, padding_ratio, shuffled_batches
-from criteria.data import embedded_corpus, holdout, test_split
-from criteria.engine import TrainingJob, fit
-from criteria.model import load_tokenizer, resolve_model_name
-from criteria.registry import get_registry
-from criteria.search_space import TrialConfig
-from criteria.sections import TrainConfig
-from criteria.tokens import encode_pairs
+from criteria.data.batching import bucketed_batches, iterate, padding_ratio, shuffled_batches
+from criteria.data.loaders import embedded_corpus
+from criteria.data.splits import holdout, test_split
+from criteria.data.tokens import encode_pairs
+from criteria.engine.config import TrainConfig, TrialConfig
+from criteria.engine.fit import fit
+from criteria.engine.job import TrainingJob
+from criteria.engine.model import load_tokenizer, resolve_model_name
+from criteria.plugin.registry import get_registry
 
 
 def plugins(lr: float) -> dict:

@@ -8,8 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from criteria.registry import Registry
+from criteria.plugin.registry import Registry, get_registry
 
 BUILTINS = Registry.from_entry_points(allowed=[])
 
@@ -26,13 +25,14 @@ def make(kind: str, name: str, **config: Any):
 def one_epoch_job(spec_path: Path):
     """A ``TrainingJob`` for the spec on a slice of the embedded corpus's splits (max length 64):
     an epoch that checks a plugin's wiring into the engine, not its score."""
-    from criteria.data import embedded_corpus, holdout, test_split
-    from criteria.engine import TrainingJob
-    from criteria.model import load_tokenizer
-    from criteria.spec import load_spec
-    from criteria.tokens import encode_pairs
+    from criteria.data.loaders import embedded_corpus
+    from criteria.data.splits import holdout, test_split
+    from criteria.data.tokens import encode_pairs
+    from criteria.engine.job import TrainingJob
+    from criteria.engine.model import load_tokenizer
+    from criteria.spec.load import load_spec
 
-    spec = load_spec(spec_path)
+    spec = load_spec(spec_path, get_registry())
     corpus = embedded_corpus()
     tokenizer = load_tokenizer(spec.model.name)
     rest, _ = test_split(corpus, 0.2, 0)

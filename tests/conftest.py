@@ -16,7 +16,7 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 @pytest.fixture(scope="session")
 def registry():
-    from criteria.registry import Registry
+    from criteria.plugin.registry import Registry
 
     return Registry.from_entry_points()
 

@@ -8,9 +8,9 @@ from collections import Counter
 import numpy as np
 import pytest
 import torch
-
 from builtin_plugins import BUILTINS as REGISTRY
-from criteria.batch_probe import (
+from criteria.data.batching import bucketed_batches
+from criteria.engine.micro_batches import (
     DoesNotFitError,
     MicroBatcher,
     accumulation_steps,
@@ -18,9 +18,8 @@ from criteria.batch_probe import (
     probe_sizes,
     worst_case_indices,
 )
-from criteria.batching import bucketed_batches
+from criteria.engine.runtime import Runtime
 from criteria.errors import CriteriaError
-from criteria.runtime import Runtime
 
 CPU = Runtime()
 
@@ -335,7 +334,9 @@ def test_only_the_cuda_backend_probes(monkeypatch):
         cuda = REGISTRY.get("backend", "cuda").cls
         assert cuda.Config().auto_batch_size is True
         # build() needs only the driver's device list: fake one, so this runs without a GPU
-        monkeypatch.setattr(hardware, "cuda_devices", lambda: (hardware.CudaDevice(0, "Fake H100", (9, 0)),))
+        import criteria_builtins.backends as backends
+
+        monkeypatch.setattr(backends, "cuda_devices", lambda: (hardware.CudaDevice(0, "Fake H100", (9, 0)),))
         assert cuda(cuda.Config()).build().probe_batch_size is True
         assert cuda(cuda.Config(auto_batch_size=False)).build().probe_batch_size is False
     finally:

@@ -16,9 +16,8 @@ import typing
 from typing import Any
 
 import pytest
-
-from criteria import TrainingPlan
 from builtin_plugins import BUILTINS, make
+from criteria import TrainingPlan
 
 pytestmark = [
     # third-party deprecations triggered by importing/using torch, transformers and peft
@@ -440,7 +439,7 @@ N_STEPS, N_TRIALS = 8, 20
 def _pruned_study(name: str):
     import optuna
 
-    pruner = make("pruner", name, **PRUNER_CONFIG.get(name, {})).build()
+    pruner = make("pruner", name, **PRUNER_CONFIG.get(name, {})).build(REGISTRY)
     assert isinstance(pruner, optuna.pruners.BasePruner)
 
     def objective(trial):
@@ -550,7 +549,7 @@ def _restore_threads():
 @pytest.mark.usefixtures("_restore_threads")
 @pytest.mark.parametrize("name", builtin_names("backend"))
 def test_backend_builds_a_runtime(name):
-    from criteria.runtime import Runtime
+    from criteria.engine.runtime import Runtime
 
     runtime = make("backend", name).build()
     assert isinstance(runtime, Runtime)
@@ -562,8 +561,7 @@ def test_backend_builds_a_runtime(name):
 @pytest.mark.parametrize("precision, dtype", [("fp32", "float32"), ("bf16", "bfloat16")])
 def test_cpu_runtime_trains_a_model_under_its_autocast(precision, dtype):
     import torch
-
-    from criteria.runtime import Runtime
+    from criteria.engine.runtime import Runtime
 
     runtime = make("backend", "cpu", precision=precision).build()
     assert isinstance(runtime, Runtime)

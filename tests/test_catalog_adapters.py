@@ -8,10 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from builtin_plugins import one_epoch_job
 from criteria import TrainingPlan
-from criteria.model import CriterionClassifier, load_classifier, save_classifier
+from criteria.engine.model import CriterionClassifier, load_classifier, save_classifier
 
 pytestmark = pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is deprecated:FutureWarning")
 
@@ -210,7 +209,7 @@ def test_save_and_load_round_trip(name, family, request, registry, tmp_path):
 
 
 def test_engine_trains_an_epoch_with_houlsby(tiny_bert, tmp_path):
-    from criteria.engine import fit
+    from criteria.engine.fit import fit
 
     spec_path = tmp_path / "spec.toml"
     spec_path.write_text(f"""

@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 import torch
-
 from builtin_plugins import BUILTINS as REGISTRY
 from builtin_plugins import make as make_plugin
 
@@ -53,7 +52,7 @@ class FirstToken(torch.nn.Module):
 
 def _classifier(model_dir: Any, runtime: Any) -> Any:
     """The model the engine trains (encoder + head), loaded and prepared as the engine does."""
-    from criteria.model import CriterionClassifier, load_encoder
+    from criteria.engine.model import CriterionClassifier, load_encoder
 
     encoder = load_encoder(str(model_dir), hidden_dropout=0.0, attention_dropout=0.0, **runtime.model_kwargs())
     torch.manual_seed(0)  # the same head every time, so runs can be compared
@@ -112,7 +111,7 @@ def _check_trains(runtime: Any, model: Any, steps: int = 3) -> Any:
 
 @pytest.mark.parametrize("name", ["cpu", "cuda", "mps"])
 def test_backend_trains_tiny_bert_under_its_default_precision(name, tiny_bert):
-    from criteria.runtime import Runtime
+    from criteria.engine.runtime import Runtime
 
     runtime = make(name).build()
     assert isinstance(runtime, Runtime) and runtime.device_type == name
@@ -266,7 +265,7 @@ def test_mps_availability_is_true_here_and_needs_no_torch_import():
     if platform.system() != "Darwin" or platform.machine() != "arm64":
         assert not availability and "Apple-silicon Mac" in availability.reason
     # listing answers from platform facts: a fresh process checks every backend without torch
-    code = ("import sys; from criteria.registry import Registry; r = Registry.from_entry_points(allowed=[]); "
+    code = ("import sys; from criteria.plugin.registry import Registry; r = Registry.from_entry_points(allowed=[]); "
             "[i.availability() for i in r.plugins('backend').values()]; print('torch' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"

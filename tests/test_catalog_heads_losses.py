@@ -1,5 +1,5 @@
 """The built-in heads and losses: each one's own behaviour, and real training steps of a tiny
-encoder through :class:`criteria.model.CriterionClassifier` with it.
+encoder through :class:`criteria.engine.model.CriterionClassifier` with it.
 
 Heads must ignore padding (appending or changing masked positions never moves the logits) in fp32
 and under bf16 autocast; losses must match their formulas computed by hand.
@@ -10,8 +10,8 @@ from __future__ import annotations
 import math
 
 import pytest
-
-from builtin_plugins import BUILTINS as REGISTRY, make
+from builtin_plugins import BUILTINS as REGISTRY
+from builtin_plugins import make
 
 HEADS = ["linear", "pooler", "mean", "max", "attention", "mlp1", "mlp2"]
 LOSSES = ["cross_entropy", "weighted_cross_entropy", "bce", "focal", "class_balanced_focal",
@@ -182,8 +182,7 @@ def _train(model, loss_fn, steps: int, lr: float = 1e-3) -> tuple[float, float]:
 @pytest.mark.parametrize("name", HEADS)
 def test_head_trains_a_tiny_bert(name, tiny_bert):
     import torch
-
-    from criteria.model import CriterionClassifier
+    from criteria.engine.model import CriterionClassifier
 
     model = CriterionClassifier(_encoder(tiny_bert), make("head", name).build(HIDDEN, 2))
     before, after = _train(model, torch.nn.CrossEntropyLoss(), steps=10)
@@ -192,8 +191,7 @@ def test_head_trains_a_tiny_bert(name, tiny_bert):
 
 def test_pooler_head_uses_bert_pooler_without_owning_its_weights(tiny_bert):
     import torch
-
-    from criteria.model import CriterionClassifier
+    from criteria.engine.model import CriterionClassifier
 
     encoder = _encoder(tiny_bert)
     head = make("head", "pooler").build(HIDDEN, 2)
@@ -220,8 +218,7 @@ def test_pooler_head_uses_bert_pooler_without_owning_its_weights(tiny_bert):
 
 def test_pooler_head_brings_its_own_pooler_to_deberta(tiny_deberta):
     import torch
-
-    from criteria.model import CriterionClassifier
+    from criteria.engine.model import CriterionClassifier
 
     encoder = _encoder(tiny_deberta)
     assert getattr(encoder, "pooler", None) is None
@@ -236,8 +233,7 @@ def test_pooler_head_brings_its_own_pooler_to_deberta(tiny_deberta):
 
 def test_pooler_head_model_folder_reloads(tiny_bert, tmp_path):
     import torch
-
-    from criteria.model import CriterionClassifier, load_classifier, load_tokenizer, save_classifier
+    from criteria.engine.model import CriterionClassifier, load_classifier, load_tokenizer, save_classifier
 
     model = CriterionClassifier(_encoder(tiny_bert), make("head", "pooler").build(HIDDEN, 2)).eval()
     metadata = {"head": {"name": "pooler", "config": {"dropout": 0.1}}, "criteria": [], "max_length": 16,
@@ -314,7 +310,6 @@ def test_class_balanced_focal_uses_effective_number_weights():
 
 def test_effective_number_weights_run_from_equal_to_inverse_frequency():
     import torch
-
     from criteria_builtins.modules import effective_number_weights
 
     torch.testing.assert_close(effective_number_weights(CLASS_COUNTS, 0.0), torch.tensor([1.0, 1.0]))
@@ -353,8 +348,7 @@ def test_loss_passes_finite_gradients_and_rewards_right_answers(name):
 @pytest.mark.parametrize("name", LOSSES)
 def test_loss_trains_a_tiny_bert(name, tiny_bert):
     import torch
-
-    from criteria.model import CriterionClassifier
+    from criteria.engine.model import CriterionClassifier
 
     model = CriterionClassifier(_encoder(tiny_bert), make("head", "linear").build(HIDDEN, 2))
     before_params = {n: p.detach().clone() for n, p in model.named_parameters()}

@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 import torch
-
-from criteria import TrainingPlan
 from builtin_plugins import BUILTINS
 from builtin_plugins import make as plugin
+from criteria import TrainingPlan
+from criteria.plugin.registry import get_registry
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning"),
@@ -52,7 +52,7 @@ LR_FACTOR, MAX_LR, STEPS = 10, 1e-2, 5
 
 @pytest.fixture(scope="module")
 def tiny_classifier(tiny_bert):
-    from criteria.model import CriterionClassifier, load_encoder
+    from criteria.engine.model import CriterionClassifier, load_encoder
 
     class ClsHead(torch.nn.Module):
         def __init__(self) -> None:
@@ -76,7 +76,7 @@ def batch():
 
 @pytest.mark.parametrize("name", OPTIMIZERS)
 def test_optimizer_trains_the_tiny_bert_classifier(name, tiny_classifier, batch):
-    from criteria.engine import parameter_groups
+    from criteria.engine.optimization import parameter_groups
 
     cls = REGISTRY.get("optimizer", name).cls
     opt_plugin = plugin("optimizer", name, lr=min(cls.Config().lr * LR_FACTOR, MAX_LR))
@@ -326,9 +326,10 @@ def test_warmup_stable_decay_holds_the_peak_then_decays_at_the_end():
 def data(tiny_bert):
     """The embedded corpus encoded for the tiny model, and a small train/validation split of it:
     every 6th training and 4th validation pair (a few optimizer steps, both labels on each side)."""
-    from criteria.data import embedded_corpus, holdout, test_split
-    from criteria.model import load_tokenizer
-    from criteria.tokens import encode_pairs
+    from criteria.data.loaders import embedded_corpus
+    from criteria.data.splits import holdout, test_split
+    from criteria.data.tokens import encode_pairs
+    from criteria.engine.model import load_tokenizer
 
     corpus = embedded_corpus()
     tokenizer = load_tokenizer(str(tiny_bert))
@@ -339,8 +340,8 @@ def data(tiny_bert):
 
 
 def _job(tmp_path: Path, model: Path, data: SimpleNamespace, body: str):
-    from criteria.engine import TrainingJob
-    from criteria.spec import load_spec
+    from criteria.engine.job import TrainingJob
+    from criteria.spec.load import load_spec
 
     spec_path = tmp_path / "spec.toml"
     spec_path.write_text(f"""
@@ -358,14 +359,14 @@ patience = 0
 warmup_ratio = 0.1
 {body}
 """)
-    spec = load_spec(spec_path)
+    spec = load_spec(spec_path, get_registry())
     return TrainingJob(corpus=data.corpus, encoded=data.encoded, train_indices=data.train,
                        validation_indices=data.validation, config=spec.space.default(),
                        model_name=spec.model.name, pad_token_id=data.tokenizer.pad_token_id)
 
 
 def test_fit_drives_reduce_on_plateau_with_the_validation_metric(tiny_bert, data, tmp_path, monkeypatch):
-    from criteria.engine import fit
+    from criteria.engine.fit import fit
     from criteria_builtins.schedulers import WarmupThenPlateau
 
     seen: list[tuple[float, float]] = []
@@ -387,8 +388,8 @@ def test_fit_drives_reduce_on_plateau_with_the_validation_metric(tiny_bert, data
 
 
 def test_fit_trains_with_adafactor(tiny_bert, data, tmp_path):
-    from criteria.engine import fit
-    from criteria.model import load_encoder
+    from criteria.engine.fit import fit
+    from criteria.engine.model import load_encoder
 
     job = _job(tmp_path, tiny_bert, data, '[optimizer]\nuse = "adafactor"\n'
                                           '[optimizer.adafactor]\nlr = 1e-3\n'

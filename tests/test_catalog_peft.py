@@ -11,10 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
-from criteria import TrainingPlan
 from builtin_plugins import BUILTINS
 from builtin_plugins import make as make_plugin
+from criteria import TrainingPlan
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning"),
@@ -65,7 +64,7 @@ def load_encoder(folder):
 
 
 def classifier(encoder):
-    from criteria.model import CriterionClassifier
+    from criteria.engine.model import CriterionClassifier
 
     head = REGISTRY.get("head", "linear").cls(dropout=0.0).build(encoder.config.hidden_size, 2)
     return CriterionClassifier(encoder, head)
@@ -88,8 +87,7 @@ def train(model, plugin, steps: int = STEPS, lr: float = 1e-2) -> list[float]:
     """``steps`` AdamW steps on one batch, with the plugin's learning-rate scales and step hook
     wired as the engine wires them."""
     import torch
-
-    from criteria.engine import parameter_groups
+    from criteria.engine.optimization import parameter_groups
 
     groups = parameter_groups(model, head_lr_multiplier=1.0, layerwise_lr_decay=1.0, weight_decay=0.0,
                               lr_scale=plugin.lr_scale)
@@ -131,8 +129,7 @@ def test_every_peft_library_method_is_covered():
 def test_method_trains_only_its_parameters_and_reloads_exactly(name, encoder_folder, registry, tmp_path):
     import torch
     import transformers
-
-    from criteria.model import PEFT_FILE, load_classifier, save_classifier
+    from criteria.engine.model import PEFT_FILE, load_classifier, save_classifier
 
     config, markers = METHODS[name]
     plugin = make(name, **config)

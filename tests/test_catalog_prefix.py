@@ -10,11 +10,10 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-
 from builtin_plugins import make as make_plugin
 from builtin_plugins import one_epoch_job
 from criteria import TrainingPlan
-from criteria.model import CriterionClassifier, load_classifier, save_classifier
+from criteria.engine.model import CriterionClassifier, load_classifier, save_classifier
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning"),
@@ -79,7 +78,7 @@ def batch(length: int = 7, vocab: int = 100):
 
 def train(model: CriterionClassifier, plugin, steps: int = 3, lr: float = 1e-3) -> list[float]:
     """AdamW steps on one batch with the engine's parameter groups (and so the plugin's lr_scale)."""
-    from criteria.engine import parameter_groups
+    from criteria.engine.optimization import parameter_groups
 
     groups = parameter_groups(model, head_lr_multiplier=1.0, layerwise_lr_decay=1.0, weight_decay=0.0,
                               lr_scale=plugin.lr_scale)
@@ -251,7 +250,7 @@ def test_trains_only_the_prefix_and_the_head(projection, encoder_folder):
 
 
 def test_the_prefix_learns_faster_by_lr_multiplier(tiny_bert):
-    from criteria.engine import parameter_groups
+    from criteria.engine.optimization import parameter_groups
 
     plugin = make(lr_multiplier=50.0)
     model = classifier(plugin.build(load_encoder(tiny_bert), PLAN))
@@ -264,7 +263,7 @@ def test_the_prefix_learns_faster_by_lr_multiplier(tiny_bert):
 
 
 def test_a_layers_prefix_counts_as_that_layer_for_the_freezing_knobs(tiny_bert):
-    from criteria.freezing import layer_depth
+    from criteria.engine.freezing import layer_depth
 
     encoder = make().build(load_encoder(tiny_bert), PLAN)
     depths = {n: layer_depth(n, 2) for n, p in encoder.named_parameters() if p.requires_grad}
@@ -305,9 +304,8 @@ def test_a_trained_model_can_be_deep_copied(tiny_bert):
 @pytest.mark.parametrize("projection", [False, True])
 def test_save_and_load_round_trip(projection, encoder_folder, registry, tmp_path):
     import transformers
+    from criteria.engine.model import PEFT_FILE
     from safetensors import safe_open
-
-    from criteria.model import PEFT_FILE
 
     plugin = make(projection=projection, projection_hidden_size=16)
     model = classifier(plugin.build(load_encoder(encoder_folder), PLAN))
@@ -366,7 +364,7 @@ def test_a_model_without_transformer_layers_is_a_clear_error():
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_engine_trains_an_epoch_with_prefix_tuning(family, request, tmp_path):
-    from criteria.engine import fit
+    from criteria.engine.fit import fit
 
     folder = request.getfixturevalue(family)
     spec_path = tmp_path / "spec.toml"

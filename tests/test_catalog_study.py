@@ -13,11 +13,12 @@ from pathlib import Path
 
 import optuna
 import pytest
-
-from criteria.data import embedded_corpus
-from criteria.registry import get_registry
-from criteria.spec import load_spec
-from criteria.study import FAILURE_ATTR, load_study, run_study
+from criteria.data.loaders import embedded_corpus
+from criteria.plugin.registry import get_registry
+from criteria.spec.load import load_spec
+from criteria.study.objective import FAILURE_ATTR
+from criteria.study.runner import run_study
+from criteria.study.storage import load_study
 
 PER_TRIAL_KINDS = ("optimizer", "scheduler", "peft", "head", "loss")
 
@@ -71,7 +72,7 @@ use = "none"
 
 
 def test_a_study_over_every_plugin_trains_each_optimizer(catalog_spec):
-    spec = load_spec(catalog_spec)
+    spec = load_spec(catalog_spec, get_registry())
     for kind in PER_TRIAL_KINDS:  # the spec names no plugin: each kind searches all available ones
         assert sorted(spec.space.kinds[kind].options) == sorted(available(kind)), kind
     study = load_study(spec)

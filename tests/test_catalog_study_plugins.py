@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
 from builtin_plugins import BUILTINS, make
 
 REGISTRY = BUILTINS
@@ -80,7 +79,7 @@ def test_epoch_pruner_stops_the_clearly_worse_trials(name):
 
     plugin = make("pruner", name, **EPOCH_PRUNERS[name])
     assert plugin.reports == "epoch"
-    pruner = plugin.build()
+    pruner = plugin.build(REGISTRY)
     assert isinstance(pruner, optuna.pruners.BasePruner)
 
     pruned, complete = _split(_run(pruner, _rising, name))
@@ -94,7 +93,7 @@ def test_epoch_pruner_stops_the_clearly_worse_trials(name):
 
 
 def test_none_pruner_never_prunes():
-    pruned, complete = _split(_run(make("pruner", "none").build(), _rising, "none"))
+    pruned, complete = _split(_run(make("pruner", "none").build(REGISTRY), _rising, "none"))
     assert pruned == [] and len(complete) == N_TRIALS
 
 
@@ -102,7 +101,7 @@ def test_percentile_keeps_fewer_trials_the_lower_the_percentile():
     counts = {}
     for percentile in (25.0, 75.0):
         plugin = make("pruner", "percentile", percentile=percentile, n_startup_trials=2, n_warmup_steps=1)
-        pruner = plugin.build()
+        pruner = plugin.build(REGISTRY)
         counts[percentile] = len(_split(_run(pruner, _rising, "percentile"))[1])
     assert counts[25.0] < counts[75.0]
 
@@ -110,7 +109,7 @@ def test_percentile_keeps_fewer_trials_the_lower_the_percentile():
 def test_threshold_prunes_exactly_the_trials_below_the_bound_after_warmup():
     # steps count epochs from 1; with 2 warmup steps the first checked is step 2, whose value 2x
     # is below 1.0 iff x < 0.5
-    study = _run(make("pruner", "threshold", lower=1.0, n_warmup_steps=2).build(), _rising, "threshold")
+    study = _run(make("pruner", "threshold", lower=1.0, n_warmup_steps=2).build(REGISTRY), _rising, "threshold")
     pruned, complete = _split(study)
     assert {t.number for t in pruned} == {t.number for t in study.trials if t.params["x"] < 0.5}
     assert all(t.last_step == 2 for t in pruned)
@@ -120,7 +119,7 @@ def test_threshold_without_bounds_prunes_only_diverged_trials():
     def diverges_when_small(x: float) -> list[float]:
         return [float("nan") if x < 0.3 else x * step for step in range(1, N_STEPS + 1)]
 
-    study = _run(make("pruner", "threshold").build(), diverges_when_small, "threshold-nan")
+    study = _run(make("pruner", "threshold").build(REGISTRY), diverges_when_small, "threshold-nan")
     pruned, complete = _split(study)
     assert {t.number for t in pruned} == {t.number for t in study.trials if t.params["x"] < 0.3}
     assert pruned and complete
@@ -143,11 +142,11 @@ def _peaks_then_slips(x: float) -> list[float]:
 
 def test_patient_lets_the_wrapped_median_prune_only_after_patience_runs_out():
     patience = 2
-    median = make("pruner", "median").build()  # what `patient` wraps: median with its defaults
+    median = make("pruner", "median").build(REGISTRY)  # what `patient` wraps: median with its defaults
     median_pruned, _ = _split(_run(median, _peaks_then_slips, "median"))
     assert median_pruned and min(t.last_step for t in median_pruned) < PEAK  # median alone stops them early
 
-    patient = make("pruner", "patient", wrapped="median", patience=patience).build()
+    patient = make("pruner", "patient", wrapped="median", patience=patience).build(REGISTRY)
     pruned, complete = _split(_run(patient, _peaks_then_slips, "patient"))
     # pruned at the first step whose last `patience` + 1 values all trail the best before them
     assert pruned and {t.last_step for t in pruned} == {PEAK + patience + 1}
@@ -157,7 +156,7 @@ def test_patient_lets_the_wrapped_median_prune_only_after_patience_runs_out():
 
 def test_patient_wrapping_none_prunes_on_patience_alone():
     patience = 1
-    pruner = make("pruner", "patient", wrapped="none", patience=patience).build()
+    pruner = make("pruner", "patient", wrapped="none", patience=patience).build(REGISTRY)
     study = _run(pruner, _peaks_then_slips, "patient-none")
     pruned, complete = _split(study)
     # every trial stagnates once its values slip: all stop at the same step, none completes
@@ -165,17 +164,16 @@ def test_patient_wrapping_none_prunes_on_patience_alone():
 
 
 def test_patient_cannot_wrap_itself_or_a_fold_pruner():
-    from pydantic import ValidationError
-
     from criteria.errors import CriteriaError
+    from pydantic import ValidationError
 
     cls = REGISTRY.get("pruner", "patient").cls
     with pytest.raises(ValidationError, match="cannot wrap itself"):
         cls.Config(wrapped="patient")
     with pytest.raises(CriteriaError, match="cannot wrap 'wilcoxon'.*per fold"):
-        cls(cls.Config(wrapped="wilcoxon")).build()
+        cls(cls.Config(wrapped="wilcoxon")).build(REGISTRY)
     with pytest.raises(CriteriaError, match="unknown pruner 'medain'.*did you mean 'median'"):
-        cls(cls.Config(wrapped="medain")).build()
+        cls(cls.Config(wrapped="medain")).build(REGISTRY)
 
 
 FOLDS = 10
@@ -200,7 +198,7 @@ def test_wilcoxon_prunes_a_trial_whose_fold_values_are_clearly_worse():
                 raise optuna.TrialPruned()
         return sum(values) / len(values)  # Wilcoxon compares against the best trial's mean
 
-    study = optuna.create_study(direction="maximize", pruner=plugin.build())
+    study = optuna.create_study(direction="maximize", pruner=plugin.build(REGISTRY))
     for x in (0.8, 0.2, 0.85):  # a first trial, a clearly worse one, a better one
         study.enqueue_trial({"x": x})
     study.optimize(objective, n_trials=3)
@@ -250,7 +248,7 @@ N_SAMPLED = 8
 
 
 def _spec(tmp_path, sampler: str, space: str):
-    from criteria.spec import load_spec
+    from criteria.spec.load import load_spec
 
     text = f'[sampler]\nuse = "{sampler}"\n'
     if sampler in SAMPLER_CONFIG:
@@ -280,7 +278,7 @@ def _search(spec, seed: int, n_trials: int = N_SAMPLED):
 
 
 def _inside(value: Any, search: Any) -> bool:
-    from criteria.ranges import Categorical, choice_label
+    from criteria.plugin.ranges import Categorical, choice_label
 
     if isinstance(search, Categorical):
         return value in [choice_label(c) for c in search.choices]
@@ -322,7 +320,7 @@ def test_cmaes_drives_a_numeric_space_itself(tmp_path):
 
 
 def test_cmaes_rejects_a_space_with_categoricals_through_the_spec(tmp_path):
-    from criteria.errors import SpecError
+    from criteria.spec.errors import SpecError
 
     make("sampler", "cmaes")
     with pytest.raises(SpecError) as raised:
@@ -335,7 +333,7 @@ def test_cmaes_rejects_a_space_with_categoricals_through_the_spec(tmp_path):
 
 
 def test_cmaes_accepts_single_valued_categoricals():
-    from criteria.ranges import Categorical, FloatRange
+    from criteria.plugin.ranges import Categorical, FloatRange
 
     cmaes = REGISTRY.get("sampler", "cmaes").cls()
     assert cmaes.space_problems([("optimizer", Categorical(("adamw",))), ("x", FloatRange(0.0, 1.0))]) == []

@@ -9,27 +9,20 @@ import warnings
 from pathlib import Path
 
 import pytest
-
-from criteria.data import (
-    CRITERION_NAMES,
-    Corpus,
-    Criterion,
-    DataError,
-    Pair,
-    Split,
+from criteria.data import CRITERION_NAMES
+from criteria.data.corpus import Corpus, Criterion, DataError, Pair
+from criteria.data.loaders import (
     embedded_corpus,
     embedded_criteria,
-    holdout,
-    kfold,
     load_corpus,
     load_criteria_json,
     load_pairs_csv,
     load_redsm5,
-    test_split,
     write_pairs_csv,
 )
+from criteria.data.splits import Split, holdout, kfold, test_split
 from criteria.errors import CriteriaError
-from criteria.sections import DataSection
+from criteria.spec.schema import DataSection
 
 ANN_HEADER = "post_id,sentence_id,sentence_text,DSM5_symptom,status,explanation\n"
 POSTS = (

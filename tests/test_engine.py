@@ -9,15 +9,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-from criteria.batching import bucketed_batches, padding_ratio, shuffled_batches
-from criteria.data import embedded_corpus, holdout, test_split
-from criteria.engine import TrainingDiverged, TrainingJob, fit, parameter_groups
-from criteria.model import load_classifier, load_tokenizer
-from criteria.spec import load_spec
-from criteria.tokens import encode_pairs
+from criteria.data import tokens
+from criteria.data.batching import bucketed_batches, padding_ratio, shuffled_batches
+from criteria.data.loaders import embedded_corpus
+from criteria.data.splits import holdout, test_split
+from criteria.data.tokens import encode_pairs
+from criteria.engine.fit import fit
+from criteria.engine.job import TrainingDiverged, TrainingJob
+from criteria.engine.model import load_classifier, load_tokenizer
+from criteria.engine.optimization import parameter_groups
+from criteria.plugin.registry import get_registry
+from criteria.spec.load import load_spec
 from tiny_models import NanLoss
-from criteria import tokens
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +98,7 @@ patience = 0
 
 
 def job_for(spec_path: Path, corpus, **overrides) -> TrainingJob:
-    spec = load_spec(spec_path)
+    spec = load_spec(spec_path, get_registry())
     tokenizer = load_tokenizer(spec.model.name)
     rest, _ = test_split(corpus, 0.2, 0)
     split = holdout(corpus, rest, 0.25, 0)
@@ -135,9 +138,9 @@ use = "focal"
 
 
 def test_parameter_groups_scale_head_and_layers(tiny_bert, tmp_path, corpus):
-    from criteria.engine import build_model
     from criteria import TrainingPlan
-    from criteria.runtime import Runtime
+    from criteria.engine.model import build_model
+    from criteria.engine.runtime import Runtime
 
     job = job_for(write_spec(tmp_path, tiny_bert), corpus)
     model = build_model(job, Runtime(), TrainingPlan(total_steps=10))
@@ -154,7 +157,7 @@ def test_parameter_groups_scale_head_and_layers(tiny_bert, tmp_path, corpus):
 
 
 def test_early_stopping_restores_the_best_epoch(tiny_bert, tmp_path, corpus, monkeypatch):
-    from criteria import engine
+    from criteria.engine import fit as engine
 
     values = iter([0.9, 0.5, 0.4, 0.3])
     real_evaluate = engine.evaluate
@@ -178,7 +181,7 @@ def test_early_stopping_restores_the_best_epoch(tiny_bert, tmp_path, corpus, mon
 
 def test_a_diverging_loss_stops_with_a_reason(tiny_bert, tmp_path, corpus):
     spec = write_spec(tmp_path, tiny_bert)
-    default = load_spec(spec).space.default()
+    default = load_spec(spec, get_registry()).space.default()
     config = type(default)(default.train, {**default.plugins, "loss": NanLoss()})
     with pytest.raises(TrainingDiverged, match="became nan at epoch 1"):
         fit(job_for(spec, corpus, config=config))
@@ -193,7 +196,7 @@ def test_train_command_writes_a_loadable_run_folder_and_predict_scores(tiny_bert
     metrics = json.loads((run / "metrics.json").read_text())
     assert {"validation", "test", "baseline_test", "history"} <= set(metrics)
     assert json.loads((run / "spec.resolved.json").read_text())["resolved"]["optimizer.adamw.lr"] == 1e-3
-    model, tokenizer, meta = load_classifier(run / "model")
+    model, tokenizer, meta = load_classifier(run / "model", get_registry())
     assert meta["head"]["name"] == "linear" and len(meta["criteria"]) == 9
     with torch.inference_mode():
         batch = tokenizer(["I can't sleep at all"], ["Sleep problems"], return_tensors="pt")
@@ -216,9 +219,9 @@ def test_train_command_writes_a_loadable_run_folder_and_predict_scores(tiny_bert
 ])
 def test_freezing_knobs_scale_to_the_model_depth(tiny_bert, tmp_path, corpus, knobs, frozen_depth):
     from criteria import TrainingPlan
-    from criteria.engine import build_model
-    from criteria.freezing import layer_depth
-    from criteria.runtime import Runtime
+    from criteria.engine.freezing import layer_depth
+    from criteria.engine.model import build_model
+    from criteria.engine.runtime import Runtime
 
     job = job_for(write_spec(tmp_path, tiny_bert, knobs), corpus)
     model = build_model(job, Runtime(), TrainingPlan(total_steps=10))
@@ -230,8 +233,8 @@ def test_freezing_knobs_scale_to_the_model_depth(tiny_bert, tmp_path, corpus, kn
 
 def test_unfreeze_layernorm_trains_norms_under_a_frozen_encoder(tiny_bert, tmp_path, corpus):
     from criteria import TrainingPlan
-    from criteria.engine import build_model
-    from criteria.runtime import Runtime
+    from criteria.engine.model import build_model
+    from criteria.engine.runtime import Runtime
 
     job = job_for(write_spec(tmp_path, tiny_bert, "freeze_encoder = true\nunfreeze_layernorm = true"), corpus)
     model = build_model(job, Runtime(), TrainingPlan(total_steps=10))
@@ -240,7 +243,7 @@ def test_unfreeze_layernorm_trains_norms_under_a_frozen_encoder(tiny_bert, tmp_p
 
 
 def test_token_dropout_masks_only_ordinary_tokens(tiny_bert, tmp_path, corpus, tokenizer):
-    from criteria.engine import TokenDropout
+    from criteria.engine.token_dropout import TokenDropout
 
     job = job_for(write_spec(tmp_path, tiny_bert, "token_dropout = 0.5"), corpus,
                   mask_token_id=tokenizer.mask_token_id, special_token_ids=tuple(tokenizer.all_special_ids))
@@ -258,7 +261,7 @@ def test_token_dropout_masks_only_ordinary_tokens(tiny_bert, tmp_path, corpus, t
 def test_warmup_steps_override_the_ratio_and_are_capped():
     from types import SimpleNamespace
 
-    from criteria.engine import training_plan
+    from criteria.engine.optimization import training_plan
 
     knobs = SimpleNamespace(epochs=3, warmup_ratio=0.1, warmup_steps=0)
     assert training_plan(knobs, 10, "maximize").warmup_steps == 3

@@ -5,10 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from criteria.data import Corpus, Criterion, Pair, embedded_corpus, holdout, with_evidence_pairs
-from criteria.spec import load_spec
-from criteria.training import make_job, prepare_data
+from criteria.data.corpus import Corpus, Criterion, Pair
+from criteria.data.evidence import with_evidence_pairs
+from criteria.data.loaders import embedded_corpus
+from criteria.data.splits import holdout
+from criteria.plugin.registry import get_registry
+from criteria.spec.load import load_spec
+from criteria.study.prepare import make_job, prepare_data
 
 
 def small_corpus() -> Corpus:
@@ -80,7 +83,7 @@ name = "{tiny_bert}"
 [train]
 evidence_sentences = {str(enabled).lower()}
 """)
-    spec = load_spec(spec_file)
+    spec = load_spec(spec_file, get_registry())
     data = prepare_data(spec)
     split = holdout(data.corpus, data.study_indices, 0.25, 0)
     job = make_job(spec, data, spec.space.default(), split.train, split.validation)

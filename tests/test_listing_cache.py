@@ -8,12 +8,11 @@ import subprocess
 import sys
 
 import pytest
-
-from criteria import listing_cache
 from criteria.cli import _plugins_list_args
-from criteria.listing_cache import load_listing
-from criteria.plugin import Availability
-from criteria.registry import get_registry
+from criteria.plugin import listing as listing_cache
+from criteria.plugin.base import Availability
+from criteria.plugin.listing import load_listing
+from criteria.plugin.registry import get_registry
 
 
 @pytest.fixture(autouse=True)

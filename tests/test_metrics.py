@@ -9,9 +9,8 @@ import sys
 import warnings
 
 import pytest
-
-from criteria.baseline import tfidf_baseline
-from criteria.metrics import (
+from criteria.engine.baseline import tfidf_baseline
+from criteria.engine.metrics import (
     METRIC_NAMES,
     binary_metrics,
     classification_report_dict,
@@ -256,6 +255,6 @@ def test_tfidf_baseline_empty_eval_and_length_checks():
 
 
 def test_modules_do_not_import_torch():
-    code = "import sys, criteria.metrics, criteria.baseline; print('torch' in sys.modules)"
+    code = "import sys, criteria.engine.metrics, criteria.engine.baseline; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -8,11 +8,10 @@ import sys
 import types
 
 import pytest
-
 from criteria import FloatParam, LossPlugin, OptimizerPlugin, PluginConfig, hookimpl
 from criteria.errors import UnknownPluginError
-from criteria.kinds import KINDS
-from criteria.registry import Registry
+from criteria.plugin.kinds import KINDS
+from criteria.plugin.registry import Registry
 
 HEAVY = ("torch", "transformers", "peft", "bitsandbytes", "optuna", "mlflow")
 
@@ -192,8 +191,7 @@ def test_environment_variable_restricts_distributions(with_plugins, cli):
 
 def test_third_party_plugin_joins_the_search_space(with_plugins, tmp_path):
     import optuna
-
-    from criteria.spec import load_spec
+    from criteria.spec.load import load_spec
 
     spec_file = tmp_path / "spec.toml"
     spec_file.write_text("[optimizer]\nsearch_params = true\n")

@@ -6,11 +6,10 @@ from pathlib import Path
 
 import optuna
 import pytest
-
-from criteria.params import params_of
-from criteria.ranges import Categorical, FloatRange
-from criteria.sections import TrainConfig
-from criteria.spec import load_spec
+from criteria.engine.config import TrainConfig
+from criteria.plugin.fields import params_of
+from criteria.plugin.ranges import Categorical, FloatRange
+from criteria.spec.load import load_spec
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 ROOT = Path(__file__).parents[1]

@@ -6,9 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from criteria.errors import CriteriaError, SpecError
-from criteria.spec import load_spec
+from criteria.errors import CriteriaError
+from criteria.plugin.registry import get_registry
+from criteria.spec.errors import SpecError
+from criteria.spec.load import load_spec
 
 CASES = {
     "bad_toml": (
@@ -119,14 +120,12 @@ CASES = {
 def test_malformed_spec_gives_a_located_message(case, tmp_path):
     text, key, fragments = CASES[case]
     if case == "unavailable_plugin":
-        from criteria.registry import get_registry
-
         if get_registry().get("backend", "cuda").availability():
             pytest.skip("this machine has CUDA")
     spec = tmp_path / "bad.toml"
     spec.write_text(text, encoding="utf-8")
     with pytest.raises(SpecError) as info:
-        load_spec(spec)
+        load_spec(spec, get_registry())
     message = str(info.value)
     assert f"{spec}: {key}" in message if key else f"{spec}:" in message
     for fragment in fragments:
@@ -138,18 +137,18 @@ def test_every_problem_is_reported_at_once(tmp_path):
     spec = tmp_path / "two.toml"
     spec.write_text("[study]\ntrials = 0\n[optimizer]\nuse = 'nope'\n")
     with pytest.raises(SpecError) as info:
-        load_spec(spec)
+        load_spec(spec, get_registry())
     assert len(info.value.problems) == 2
     assert "2 problems" in str(info.value)
 
 
 def test_missing_file_and_non_utf8(tmp_path):
     with pytest.raises(CriteriaError, match="spec file not found"):
-        load_spec(tmp_path / "nope.toml")
+        load_spec(tmp_path / "nope.toml", get_registry())
     latin = tmp_path / "latin.toml"
     latin.write_bytes('[study]\nname = "caf\xe9"\n'.encode("latin-1"))
     with pytest.raises(SpecError, match="not UTF-8"):
-        load_spec(latin)
+        load_spec(latin, get_registry())
 
 
 def test_cli_prints_the_message_without_traceback(tmp_path, cli):
@@ -164,12 +163,12 @@ def test_cli_prints_the_message_without_traceback(tmp_path, cli):
 
 def test_shipped_specs_are_valid():
     for spec in (Path(__file__).parents[1] / "specs").glob("*.toml"):
-        load_spec(spec)
+        load_spec(spec, get_registry())
 
 
 def test_values_valid_together_pass_even_if_one_conflicts_with_a_default(tmp_path):
     # adalora requires target_r < init_r; init_r = 4 alone conflicts with the default target_r (8)
     spec = tmp_path / "ok.toml"
     spec.write_text("[peft]\nuse = 'adalora'\n[peft.adalora]\ninit_r = 4\ntarget_r = 2\n")
-    plugin = load_spec(spec).space.kinds["peft"].default()
+    plugin = load_spec(spec, get_registry()).space.kinds["peft"].default()
     assert (plugin.config.init_r, plugin.config.target_r) == (4, 2)

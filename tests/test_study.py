@@ -8,14 +8,14 @@ from pathlib import Path
 
 import optuna
 import pytest
-
 from criteria import PrunerPlugin, hookimpl
 from criteria.errors import CriteriaError
-from criteria.registry import Registry
-from criteria.spec import load_spec
-from criteria.study import load_study, run_study
-from criteria.study_report import export_best
-from criteria.tracking import redact
+from criteria.plugin.registry import Registry, get_registry
+from criteria.spec.load import load_spec
+from criteria.study.report import export_best
+from criteria.study.runner import run_study
+from criteria.study.storage import load_study
+from criteria.study.tracking import redact
 from tiny_models import NanLoss
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -57,7 +57,7 @@ use = ["cross_entropy", "focal"]
 def test_study_tracks_trials_in_mlflow_and_exports_a_model_that_predicts(workdir, tiny_bert):
     from mlflow.tracking import MlflowClient
 
-    spec = load_spec(write_spec(workdir, tiny_bert))
+    spec = load_spec(write_spec(workdir, tiny_bert), get_registry())
     study, summary, data, tracker = run_study(spec, output=workdir / "out")
     assert summary.counts["complete"] == 3 and summary.best_value is not None
     kept = json.loads((workdir / "out" / "best-model" / "model" / "criteria_model.json").read_text())
@@ -93,7 +93,7 @@ class AlwaysPrune(PrunerPlugin):
     name = "always"
     summary = "Prunes at the first report."
 
-    def build(self):
+    def build(self, registry=None):
         return optuna.pruners.ThresholdPruner(lower=2.0)  # every metric is below 2
 
 
@@ -140,7 +140,7 @@ def test_a_diverging_trial_fails_with_its_reason_and_the_study_goes_on(workdir, 
 
 
 def test_interrupted_study_resumes_without_losing_or_repeating_trials(workdir, tiny_bert):
-    spec = load_spec(write_spec(workdir, tiny_bert, trials=3))
+    spec = load_spec(write_spec(workdir, tiny_bert, trials=3), get_registry())
 
     def interrupt(number, epoch):
         if number == 1 and epoch.epoch == 1:
@@ -169,7 +169,7 @@ def test_credentials_never_reach_messages_or_tags(workdir, tiny_bert):
     assert redact("sqlite:////abs/path/studies.db") == "sqlite:////abs/path/studies.db"
     spec_file = write_spec(workdir, tiny_bert)
     spec_file.write_text(spec_file.read_text().replace('seed = 7', 'seed = 7\nstorage = "postgresql+psycopg2://alice:hunter2@127.0.0.1:1/optuna"'))
-    spec = load_spec(spec_file)
+    spec = load_spec(spec_file, get_registry())
     with pytest.raises(CriteriaError) as info:
         run_study(spec, track=False)
     assert "hunter2" not in str(info.value) and "alice:***@" in str(info.value)
@@ -193,7 +193,7 @@ def test_run_command_end_to_end(workdir, tiny_bert, cli):
 def test_refit_export_retrains_the_best_configuration(workdir, tiny_bert):
     spec_file = write_spec(workdir, tiny_bert, trials=1)
     spec_file.write_text(spec_file.read_text().replace("seed = 7", 'seed = 7\nexport = "refit"'))
-    spec = load_spec(spec_file)
+    spec = load_spec(spec_file, get_registry())
     study, summary, data, _ = run_study(spec, track=False, output=workdir / "out")
     assert not (workdir / "out" / "best-model").exists()  # refit: nothing kept during the study
     export = export_best(study, spec, data, workdir / "out", None)
@@ -203,8 +203,7 @@ def test_refit_export_retrains_the_best_configuration(workdir, tiny_bert):
 
 def test_enqueued_configurations_run_first_and_only_once(tmp_path):
     import optuna
-
-    from criteria.study import enqueue_starting_points
+    from criteria.study.runner import enqueue_starting_points
 
     spec_file = tmp_path / "spec.toml"
     spec_file.write_text("""
@@ -219,7 +218,7 @@ use = ["adamw", "lion"]
 [optimizer.lion]
 betas = {choices = [[0.9, 0.99], [0.95, 0.98]]}
 """)
-    spec = load_spec(spec_file)
+    spec = load_spec(spec_file, get_registry())
     study = optuna.create_study(direction="maximize")
     enqueue_starting_points(study, spec)
     enqueue_starting_points(study, spec)  # a resumed study: not queued twice

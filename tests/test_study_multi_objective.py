@@ -13,11 +13,13 @@ from pathlib import Path
 
 import optuna
 import pytest
-
-from criteria.errors import CriteriaError, SpecError
-from criteria.spec import load_spec
-from criteria.study import load_study, run_study
-from criteria.study_report import export_best
+from criteria.errors import CriteriaError
+from criteria.plugin.registry import get_registry
+from criteria.spec.errors import SpecError
+from criteria.spec.load import load_spec
+from criteria.study.report import export_best
+from criteria.study.runner import run_study
+from criteria.study.storage import load_study
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -63,7 +65,7 @@ use = ["cross_entropy", "focal"]
 def test_two_metric_nsga2_study_returns_value_tuples_and_exports_the_fronts_best(workdir, tiny_bert):
     from mlflow.tracking import MlflowClient
 
-    spec = load_spec(write_spec(workdir, tiny_bert))
+    spec = load_spec(write_spec(workdir, tiny_bert), get_registry())
     assert spec.study.metrics == ("macro_f1", "loss") and spec.study.metric == "macro_f1"
     epochs: dict[int, list] = {}
     study, summary, data, tracker = run_study(
@@ -122,7 +124,7 @@ def test_run_prints_the_pareto_front_and_its_export_predicts(workdir, tiny_bert,
     assert status.returncode == 0, status.stderr[-3000:]
     assert "2 complete" in status.stdout and "Pareto front" in status.stdout and "macro_f1 ↑" in status.stdout
 
-    study = load_study(load_spec(spec), create=False)
+    study = load_study(load_spec(spec, get_registry()), create=False)
     assert study.user_attrs["criteria.metrics"] == ["macro_f1", "roc_auc"]
     best = workdir / "outputs" / "tiny-pareto" / "best-model"
     exported = max(study.best_trials, key=lambda t: (t.values[0], -t.number))
@@ -139,7 +141,7 @@ def test_run_prints_the_pareto_front_and_its_export_predicts(workdir, tiny_bert,
 
 def _problems(path: Path) -> str:
     with pytest.raises(SpecError) as raised:
-        load_spec(path)
+        load_spec(path, get_registry())
     return str(raised.value)
 
 
@@ -151,8 +153,8 @@ def test_several_metrics_with_a_pruner_are_refused_naming_both_keys(tmp_path):
 
 
 def test_without_a_pruner_section_several_metrics_default_to_one_that_never_prunes(tmp_path):
-    assert load_spec(write_spec(tmp_path, "unused", pruner=None)).pruner.name == "none"
-    single = load_spec(write_spec(tmp_path, "unused", study='metric = "macro_f1"', pruner=None))
+    assert load_spec(write_spec(tmp_path, "unused", pruner=None), get_registry()).pruner.name == "none"
+    single = load_spec(write_spec(tmp_path, "unused", study='metric = "macro_f1"', pruner=None), get_registry())
     assert single.pruner.name == "median" and not single.study.multi_objective  # as before
 
 
@@ -161,7 +163,7 @@ def test_directions_must_match_the_metrics(tmp_path):
                                                             'direction = ["maximize", "minimize"]'))
     assert "study.direction: " in message and "2 direction(s) for 3 metric(s)" in message
     # one direction applies to every metric
-    spec = load_spec(write_spec(tmp_path, "unused", study='metric = ["f1", "mcc"]\ndirection = "maximize"'))
+    spec = load_spec(write_spec(tmp_path, "unused", study='metric = ["f1", "mcc"]\ndirection = "maximize"'), get_registry())
     assert spec.study.directions == ("maximize", "maximize")
 
 
@@ -171,7 +173,7 @@ def test_a_metric_named_twice_is_refused(tmp_path):
 
 
 def test_a_sampler_without_multi_objective_support_is_refused(tmp_path):
-    from criteria.registry import get_registry
+    from criteria.plugin.registry import get_registry
 
     if not get_registry().get("sampler", "cmaes").availability():
         pytest.skip("cmaes is not installed")
@@ -183,20 +185,20 @@ def test_a_sampler_without_multi_objective_support_is_refused(tmp_path):
 
 def test_a_single_metric_spec_is_read_as_before(tmp_path):
     spec = load_spec(write_spec(tmp_path, "unused", study='metric = "loss"\ndirection = "minimize"', sampler='"tpe"',
-                                pruner='"median"'))
+                                pruner='"median"'), get_registry())
     assert (spec.study.metric, spec.study.direction, spec.study.metrics) == ("loss", "minimize", ("loss",))
     dumped = spec.study.model_dump()
     assert dumped["metric"] == "loss" and dumped["direction"] == "minimize"
 
 
 def test_a_stored_study_resumes_only_with_the_same_objectives(workdir):
-    first = load_spec(write_spec(workdir, "unused"))
+    first = load_spec(write_spec(workdir, "unused"), get_registry())
     load_study(first)  # creates it; no trial runs
-    changed = load_spec(write_spec(workdir, "unused", study='metric = ["macro_f1", "roc_auc"]'))
+    changed = load_spec(write_spec(workdir, "unused", study='metric = ["macro_f1", "roc_auc"]'), get_registry())
     with pytest.raises(CriteriaError) as raised:
         load_study(changed)
     assert "optimises macro_f1 (maximize), loss (minimize), but the spec asks for macro_f1 (maximize), " \
            "roc_auc (maximize)" in str(raised.value)
-    single = load_spec(write_spec(workdir, "unused", study='metric = "macro_f1"', pruner='"median"'))
+    single = load_spec(write_spec(workdir, "unused", study='metric = "macro_f1"', pruner='"median"'), get_registry())
     with pytest.raises(CriteriaError):
         load_study(single, create=False)

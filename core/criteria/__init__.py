@@ -1,0 +1,125 @@
+"""criteria: fine-tune transformer classifiers that decide whether a post meets a criterion,
+and search their hyperparameters with Optuna, from plugins.
+
+This module is the public API for plugin authors: everything a plugin of any kind needs is
+importable from here (``from criteria import OptimizerPlugin, FloatParam, hookimpl``). Names
+elsewhere in the package are internal and may change between releases.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+# The public names load on first use (PEP 562): `criteria plugins list` answers from its cache
+# without importing pydantic or pluggy, which these modules need. Kept in agreement with
+# ``__all__`` and the imports below by tests/test_public_api.py.
+_EXPORTS = {
+    "CriteriaError": "criteria.errors",
+    "CudaDevice": "criteria.hardware",
+    "cuda_devices": "criteria.hardware",
+    "usable_cores": "criteria.hardware",
+    "Availability": "criteria.plugin.base",
+    "Plugin": "criteria.plugin.base",
+    "PluginConfig": "criteria.plugin.base",
+    "Requirements": "criteria.plugin.base",
+    "BackendPlugin": "criteria.plugin.kinds",
+    "HeadPlugin": "criteria.plugin.kinds",
+    "LossPlugin": "criteria.plugin.kinds",
+    "OptimizerPlugin": "criteria.plugin.kinds",
+    "PeftPlugin": "criteria.plugin.kinds",
+    "PrunerPlugin": "criteria.plugin.kinds",
+    "SamplerPlugin": "criteria.plugin.kinds",
+    "SchedulerPlugin": "criteria.plugin.kinds",
+    "TrainingPlan": "criteria.plugin.kinds",
+    "BoolParam": "criteria.plugin.fields",
+    "ChoiceParam": "criteria.plugin.fields",
+    "FloatParam": "criteria.plugin.fields",
+    "IntParam": "criteria.plugin.fields",
+    "Categorical": "criteria.plugin.ranges",
+    "FloatRange": "criteria.plugin.ranges",
+    "IntRange": "criteria.plugin.ranges",
+    "SearchRange": "criteria.plugin.ranges",
+    "choice_label": "criteria.plugin.ranges",
+    "Registry": "criteria.plugin.registry",
+    "Precision": "criteria.engine.runtime",
+    "Runtime": "criteria.engine.runtime",
+}
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pluggy
+
+    from criteria.engine.runtime import Precision, Runtime
+    from criteria.errors import CriteriaError
+    from criteria.hardware import CudaDevice, cuda_devices, usable_cores
+    from criteria.plugin.base import Availability, Plugin, PluginConfig, Requirements
+    from criteria.plugin.fields import BoolParam, ChoiceParam, FloatParam, IntParam
+    from criteria.plugin.kinds import (
+        BackendPlugin,
+        HeadPlugin,
+        LossPlugin,
+        OptimizerPlugin,
+        PeftPlugin,
+        PrunerPlugin,
+        SamplerPlugin,
+        SchedulerPlugin,
+        TrainingPlan,
+    )
+    from criteria.plugin.ranges import Categorical, FloatRange, IntRange, SearchRange, choice_label
+    from criteria.plugin.registry import Registry
+
+    hookimpl: pluggy.HookimplMarker
+
+
+def __getattr__(name: str) -> Any:
+    if name == "hookimpl":
+        import pluggy
+
+        value: Any = pluggy.HookimplMarker("criteria")
+    elif name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    else:
+        raise AttributeError(f"module 'criteria' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
+
+__all__ = [
+    "Availability",
+    "BackendPlugin",
+    "BoolParam",
+    "Categorical",
+    "choice_label",
+    "ChoiceParam",
+    "CriteriaError",
+    "cuda_devices",
+    "CudaDevice",
+    "FloatParam",
+    "FloatRange",
+    "HeadPlugin",
+    "hookimpl",
+    "IntParam",
+    "IntRange",
+    "LossPlugin",
+    "OptimizerPlugin",
+    "PeftPlugin",
+    "Plugin",
+    "PluginConfig",
+    "Precision",
+    "PrunerPlugin",
+    "Registry",
+    "Requirements",
+    "Runtime",
+    "SamplerPlugin",
+    "SchedulerPlugin",
+    "SearchRange",
+    "TrainingPlan",
+    "usable_cores",
+    "__version__",
+]

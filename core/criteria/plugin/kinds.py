@@ -1,0 +1,257 @@
+"""The kinds of plugin, and the base class each kind's plugins subclass.
+
+A kind base fixes what ``build`` receives and returns, so the engine can use any plugin of that
+kind without knowing its name. Type hints name torch/optuna types as strings only: nothing heavy is
+imported here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Literal, Sequence
+
+from criteria.plugin.base import Plugin
+
+if TYPE_CHECKING:  # pragma: no cover
+    import optuna
+    import torch
+
+    from criteria.engine.runtime import Runtime
+    from criteria.plugin.registry import Registry
+
+__all__ = [
+    "KINDS",
+    "BackendPlugin",
+    "HeadPlugin",
+    "Kind",
+    "LossPlugin",
+    "OptimizerPlugin",
+    "PeftPlugin",
+    "PrunerPlugin",
+    "SamplerPlugin",
+    "SchedulerPlugin",
+    "TrainingPlan",
+    "kind_named",
+]
+
+
+@dataclass(frozen=True)
+class TrainingPlan:
+    """What a training run will do, for plugins that size themselves by it (schedulers, AdaLoRA).
+
+    ``total_steps`` counts optimizer steps (after gradient accumulation); ``direction`` is the
+    study's (``maximize`` or ``minimize``), for schedulers driven by the validation metric."""
+
+    total_steps: int
+    warmup_steps: int = 0
+    steps_per_epoch: int = 1
+    direction: str = "maximize"
+
+
+class OptimizerPlugin(Plugin):
+    """Builds a ``torch.optim.Optimizer``.
+
+    Its ``Config`` must have a float ``lr`` field: the engine scales it per parameter group (head
+    learning rate, layer-wise decay) through ``lr_scale``. It may have a float ``weight_decay``
+    field: then the engine exempts biases and normalisation weights from decay (their groups get
+    ``weight_decay = 0``); without one, groups carry no ``weight_decay`` key and the optimizer's
+    own default applies."""
+
+    kind: ClassVar[str] = "optimizer"
+
+    @classmethod
+    def contract_problems(cls) -> list[str]:
+        fields = cls.Config.model_fields
+        problems = []
+        if "lr" not in fields:
+            problems.append("an optimizer's Config needs an `lr` field (the engine scales it per group)")
+        for name in ("lr", "weight_decay"):
+            field = fields.get(name)
+            if field is not None and field.annotation not in (float, "float"):
+                problems.append(f"an optimizer's `{name}` must be a float field, not {field.annotation!r}")
+        return problems
+
+    @property
+    def weight_decay(self) -> float | None:
+        """The configured weight decay, or None when this optimizer declares none."""
+        return getattr(self.config, "weight_decay", None)
+
+    def param_groups(self, groups: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Turn the engine's groups (``params`` plus an optional ``lr_scale``) into torch groups."""
+        base_lr = self.config.lr  # type: ignore[attr-defined]
+        out = []
+        for group in groups:
+            group = dict(group)
+            group["lr"] = base_lr * group.pop("lr_scale", 1.0)
+            out.append(group)
+        return out
+
+    def build(self, groups: Iterable[dict[str, Any]]) -> torch.optim.Optimizer:
+        raise NotImplementedError
+
+
+class SchedulerPlugin(Plugin):
+    """Builds a learning-rate scheduler: a torch ``LRScheduler`` or any object with ``step()``.
+    The engine calls its ``step()`` once per optimizer step and :meth:`on_validation` once per
+    epoch, after evaluating."""
+
+    kind: ClassVar[str] = "scheduler"
+
+    def build(self, optimizer: torch.optim.Optimizer, plan: TrainingPlan) -> Any:
+        raise NotImplementedError
+
+    def on_validation(self, scheduler: Any, value: float) -> None:
+        """Called with the epoch's objective value; schedulers driven by it (plateau) act here."""
+
+
+class PeftPlugin(Plugin):
+    """Wraps a transformers encoder for parameter-efficient fine-tuning (or leaves it whole).
+
+    ``build`` returns the model to train; only its parameters with ``requires_grad`` train. The
+    other methods have defaults that suit methods without extra needs.
+    """
+
+    kind: ClassVar[str] = "peft"
+
+    def build(self, model: torch.nn.Module, plan: TrainingPlan) -> torch.nn.Module:
+        raise NotImplementedError
+
+    def lr_scale(self, parameter_name: str) -> float:
+        """A learning-rate multiplier for one trainable parameter (LoRA+ speeds up ``lora_B``)."""
+        return 1.0
+
+    def regularization(self, model: torch.nn.Module) -> torch.Tensor | None:
+        """A term added to each training batch's loss (AdaLoRA's orthogonality penalty), or None."""
+        return None
+
+    def after_optimizer_step(self, model: torch.nn.Module, step: int) -> None:
+        """Called after each optimizer step (``step`` counts from 1), before gradients are
+        cleared: AdaLoRA reallocates its ranks here."""
+
+    def merged(self, model: torch.nn.Module) -> torch.nn.Module | None:
+        """The trained model as a plain transformers model with the method's updates folded into
+        its weights, for saving; None when they cannot be folded (prompts, adapters). Then the
+        :meth:`base_model` is saved, the trainable weights beside it, and :meth:`build` re-applies
+        the method when the model is loaded. The default suits methods that change weights in
+        place and wrap nothing: the model itself."""
+        return model
+
+    def base_model(self, model: torch.nn.Module) -> torch.nn.Module:
+        """The transformers model under the method's wrapper (what ``save_pretrained`` writes);
+        the default: the model itself."""
+        return model
+
+
+class HeadPlugin(Plugin):
+    """Builds the classification head: a module mapping encoder outputs to logits.
+
+    The module is called as ``head(hidden_states, attention_mask)`` with the last hidden states
+    ``(batch, seq, hidden)`` and the mask ``(batch, seq)``, and returns ``(batch, num_labels)``.
+    """
+
+    kind: ClassVar[str] = "head"
+
+    def build(self, hidden_size: int, num_labels: int) -> torch.nn.Module:
+        raise NotImplementedError
+
+
+class LossPlugin(Plugin):
+    """Builds the training loss: a module called as ``loss(logits, labels)``.
+
+    ``class_counts[i]`` is how many training examples have label ``i`` (from the training fold),
+    for losses that weight classes.
+    """
+
+    kind: ClassVar[str] = "loss"
+
+    def build(self, class_counts: Sequence[int]) -> torch.nn.Module:
+        raise NotImplementedError
+
+
+class PrunerPlugin(Plugin):
+    """Builds an ``optuna.pruners.BasePruner``; chosen once per study.
+
+    ``build`` receives the registry the study was loaded with, for pruners that wrap another
+    pruner by name (``patient``); most ignore it.
+
+    ``reports`` says what the study reports to it: the validation value of every ``"epoch"``
+    (steps numbered across folds), or each ``"fold"``'s final value with the fold as the step, for
+    pruners that compare trials fold by fold (Wilcoxon).
+
+    ``multi_objective`` says whether it can serve a study with several objectives. Optuna takes no
+    intermediate values in such a study, so only a pruner that never prunes can."""
+
+    kind: ClassVar[str] = "pruner"
+    reports: ClassVar[Literal["epoch", "fold"]] = "epoch"
+    multi_objective: ClassVar[bool] = False
+
+    def build(self, registry: Registry) -> optuna.pruners.BasePruner:
+        raise NotImplementedError
+
+
+class SamplerPlugin(Plugin):
+    """Builds an ``optuna.samplers.BaseSampler``; chosen once per study.
+
+    ``multi_objective`` says whether it can search a study with several objectives (a spec that
+    names several metrics is refused before any training with a sampler that cannot)."""
+
+    kind: ClassVar[str] = "sampler"
+    multi_objective: ClassVar[bool] = False
+
+    def build(self, seed: int | None = None) -> optuna.samplers.BaseSampler:
+        raise NotImplementedError
+
+    def space_problems(self, dimensions: Sequence[tuple[str, Any]]) -> list[str]:
+        """Why this sampler cannot search a space, one message per problem (none: it can).
+
+        ``dimensions`` are ``(name, range)`` pairs as :meth:`SearchSpace.dimensions` gives them,
+        each range a :class:`criteria.plugin.ranges.FloatRange`, ``IntRange`` or ``Categorical``."""
+        return []
+
+
+class BackendPlugin(Plugin):
+    """Builds the :class:`criteria.engine.runtime.Runtime` the engine trains on: device, mixed
+    precision, compilation and memory options."""
+
+    kind: ClassVar[str] = "backend"
+
+    def build(self) -> Runtime:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One kind of plugin: its spec section and parameter namespace (``name``), its hook
+    (``register_<plural>``), its base class, and how a study treats it."""
+
+    name: str
+    plural: str
+    base: type[Plugin]
+    title: str
+    # False: chosen once for the whole study (samplers, pruners), never per trial.
+    per_trial: bool = True
+    # False: a study uses one plugin with its defaults unless the spec asks to search (backends).
+    searched_by_default: bool = True
+
+    @property
+    def hook(self) -> str:
+        return f"register_{self.plural}"
+
+
+KINDS: tuple[Kind, ...] = (
+    Kind("optimizer", "optimizers", OptimizerPlugin, "Optimizers"),
+    Kind("scheduler", "schedulers", SchedulerPlugin, "LR schedulers"),
+    Kind("peft", "peft_methods", PeftPlugin, "PEFT methods"),
+    Kind("head", "heads", HeadPlugin, "Classification heads"),
+    Kind("loss", "losses", LossPlugin, "Losses"),
+    Kind("backend", "backends", BackendPlugin, "Hardware backends", searched_by_default=False),
+    Kind("sampler", "samplers", SamplerPlugin, "Samplers", per_trial=False, searched_by_default=False),
+    Kind("pruner", "pruners", PrunerPlugin, "Pruners", per_trial=False, searched_by_default=False),
+)
+
+
+def kind_named(name: str) -> Kind:
+    for kind in KINDS:
+        if kind.name == name:
+            return kind
+    raise KeyError(name)

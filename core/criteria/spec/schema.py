@@ -1,0 +1,163 @@
+"""The core-owned sections of a spec: ``[study]``, ``[data]``, ``[model]`` and ``[train]``.
+
+``[train]`` is the engine's :class:`~criteria.engine.config.TrainConfig` (the knobs every trial
+shares); its fields declare search ranges exactly like plugin configs, so a spec fixes or searches
+them the same way (``batch_size = {choices = [16, 32]}``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
+
+from criteria.engine.config import TrainConfig
+from criteria.engine.metric_names import OBJECTIVE_METRICS
+
+__all__ = ["CORE_SECTIONS", "DataSection", "ModelSection", "Section", "StudySection", "TrainConfig"]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StudySection(Section):
+    """How the Optuna study runs.
+
+    ``metric`` and ``direction`` take one value or a list: several metrics make a multi-objective
+    study (``metrics`` and ``directions`` hold them all, in order). ``metric`` and ``direction``
+    as attributes are the first objective's: the engine trains, stops early and tunes the
+    threshold for it, and the exported model is the Pareto front's best trial on it.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, serialize_by_alias=True)
+
+    name: str = Field("criteria-study", min_length=1, description="Study name in Optuna and MLflow.")
+    trials: int | None = Field(20, ge=1, description="Number of trials to run (None: until timeout).")
+    timeout_minutes: float | None = Field(None, gt=0, description="Stop starting trials after this.")
+    # Spelled `metric` and `direction` in the spec (one value or a list); the fields hold every objective.
+    metrics: tuple[Literal[OBJECTIVE_METRICS], ...] = Field(  # type: ignore[valid-type]
+        ("macro_f1",), alias="metric",
+        description="Validation metric the study optimises; a list of several makes a multi-objective study.",
+    )
+    directions: tuple[Literal["maximize", "minimize"], ...] = Field(
+        ("maximize",), alias="direction",
+        description="One direction for every metric, or a list with one per metric.",
+    )
+    epoch_reduction: Literal["best", "last"] = Field("best", description="Objective over epochs.")
+    fold_reduction: Literal["mean", "median"] = Field("mean", description="Objective over folds.")
+    storage: str | None = Field(None, description="Optuna storage URL (default: SQLite file here).")
+    seed: int = Field(42, ge=0)
+    enqueue: tuple[dict[str, Any], ...] = Field(
+        (), description="Configurations the study tries first (Optuna's enqueue_trial), each a table of "
+                        "parameters named as `criteria space` shows them; parameters left out are sampled.",
+    )
+    export: Literal["keep", "refit", "none"] = Field(
+        "keep", description="Best model to export: the best trial's own (keep), the best "
+                            "configuration retrained after the study (refit), or none.",
+    )
+
+    @field_validator("metrics", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return (value,) if isinstance(value, str) else value
+
+    @field_validator("metrics")
+    @classmethod
+    def _distinct(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("name at least one metric")
+        twice = sorted({m for m in value if value.count(m) > 1})
+        if twice:
+            raise ValueError(f"{', '.join(twice)} listed more than once; name each metric once")
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _maximize_by_default(cls, data: Any) -> Any:
+        # as a value, not a field default, so that it applies to every metric below
+        if isinstance(data, dict) and "direction" not in data:
+            return {**data, "direction": "maximize"}
+        return data
+
+    @field_validator("directions", mode="before")
+    @classmethod
+    def _one_for_all(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, str):
+            return (value,) * len(info.data.get("metrics") or (value,))
+        return value
+
+    @field_validator("directions")
+    @classmethod
+    def _one_per_metric(cls, value: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        metrics = info.data.get("metrics")
+        if metrics is not None and len(value) != len(metrics):
+            raise ValueError(
+                f"{len(value)} direction(s) for {len(metrics)} metric(s) ({', '.join(metrics)}); give one "
+                "direction for all of them, or a list with one per metric in the order of study.metric"
+            )
+        return value
+
+    @field_serializer("metrics", "directions")
+    def _as_written(self, value: tuple[str, ...]) -> str | list[str]:
+        return value[0] if len(value) == 1 else list(value)  # a single objective reads as it always did
+
+    @model_validator(mode="after")
+    def _bounded(self) -> StudySection:
+        if self.trials is None and self.timeout_minutes is None:
+            raise ValueError("set trials or timeout_minutes (or both), or the study would never end")
+        return self
+
+    @property
+    def metric(self) -> str:
+        """The first (for a single-objective study the only) metric."""
+        return self.metrics[0]
+
+    @property
+    def direction(self) -> str:
+        return self.directions[0]
+
+    @property
+    def multi_objective(self) -> bool:
+        return len(self.metrics) > 1
+
+
+class DataSection(Section):
+    """Where the examples come from and how they are split. Paths are relative to the spec file."""
+
+    format: Literal["redsm5", "pairs"] = "redsm5"
+    path: Path | None = Field(None, description="Data folder or file (default: the embedded corpus).")
+    criteria: Path | None = Field(None, description="Criteria JSON (default: the embedded criteria).")
+    max_length: int = Field(256, ge=16, le=8192, description="Tokens per (post, criterion) pair.")
+    split: Literal["holdout", "kfold"] = "holdout"
+    folds: int = Field(5, ge=2, le=20, description="Number of folds when split = 'kfold'.")
+    validation_fraction: float = Field(0.2, gt=0, lt=1)
+    test_fraction: float = Field(0.2, ge=0, lt=1, description="Posts held out from the whole study.")
+    evidence_negatives: int = Field(
+        3, ge=0, le=64,
+        description="Criteria each evidence sentence is paired with as not met, when training on evidence sentences.",
+    )
+
+
+class ModelSection(Section):
+    """Which encoder to fine-tune."""
+
+    name: str | None = Field(None, description="Hub name or local path (default: embedded MiniLM).")
+
+
+#: Every core section of a spec, by its TOML name (plugin kinds add one section each).
+CORE_SECTIONS: dict[str, type[BaseModel]] = {
+    "study": StudySection,
+    "data": DataSection,
+    "model": ModelSection,
+    "train": TrainConfig,
+}

@@ -1,0 +1,183 @@
+"""The function Optuna calls per trial: sample a configuration, train it on every split, report
+to the pruner, reduce epochs and folds to the objective, track it, keep the best model.
+
+A trial that diverges or runs out of memory is recorded as failed with its reason
+(:data:`FAILURE_ATTR`) and the study goes on; one stopped by Ctrl-C is marked
+(:data:`INTERRUPTED_ATTR`) so that a resumed study runs it again.
+"""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+from typing import Any, Callable
+
+from criteria.data.splits import holdout, kfold
+from criteria.engine.fit import fit
+from criteria.engine.job import EpochReport, TrainingDiverged
+from criteria.spec.load import Spec
+from criteria.study.pareto import dominates, order_front
+from criteria.study.prepare import PreparedData, make_job
+from criteria.study.single import save_run_model
+from criteria.study.tracking import StudyTracker
+
+__all__ = ["FAILURE_ATTR", "INTERRUPTED_ATTR", "Objective", "reduce_epochs", "reduce_folds"]
+
+#: The user attribute that holds why a trial failed (diverged, out of memory, invalid configuration).
+FAILURE_ATTR = "failure_reason"
+#: The user attribute set on a trial stopped by Ctrl-C (it does not count as finished).
+INTERRUPTED_ATTR = "interrupted"
+
+
+def reduce_epochs(history: list[EpochReport], how: str, direction: str, metric: str | None = None) -> float:
+    """One metric over a run's epochs (default: the objective the engine tracked, ``EpochReport.value``)."""
+    values = [r.value if metric is None else float(r.metrics["overall"][metric]) for r in history]
+    if how == "last":
+        return values[-1]
+    return max(values) if direction == "maximize" else min(values)
+
+
+def reduce_folds(values: list[float], how: str) -> float:
+    return statistics.median(values) if how == "median" else statistics.fmean(values)
+
+
+class Objective:
+    """The function Optuna calls per trial: sample, train every split, reduce, track."""
+
+    def __init__(self, spec: Spec, data: PreparedData, tracker: StudyTracker | None,
+                 on_epoch: Callable[[int, EpochReport], None] | None = None, keep_folder: Path | None = None) -> None:
+        self.spec, self.data, self.tracker, self.on_epoch = spec, data, tracker, on_epoch
+        self.keep_folder = keep_folder  # where the best trial's model is kept (export = "keep")
+        if spec.data.split == "kfold":
+            self.splits = kfold(data.corpus, data.study_indices, spec.data.folds, spec.study.seed)
+        else:
+            self.splits = [holdout(data.corpus, data.study_indices, spec.data.validation_fraction, spec.study.seed)]
+        self.tags = {"criteria.data_sha256": data.corpus.sha256}
+        self.multi = spec.study.multi_objective
+        # Optuna takes no intermediate values in a multi-objective study (the spec allows only a
+        # pruner that never prunes there), so nothing is reported.
+        self.per_fold = not self.multi and spec.pruner.reports == "fold"
+        self.per_epoch = not self.multi and not self.per_fold
+
+    def __call__(self, trial: Any) -> float | tuple[float, ...]:
+        import optuna
+        import torch
+        from pydantic import ValidationError
+
+        try:
+            config = self.spec.space.suggest(trial)
+        except ValidationError as exc:  # a sampled combination a plugin's Config rejects
+            return self._fail(trial, None, f"invalid configuration: {exc.errors()[0]['msg']}")
+        params = config.params()
+        run_id = None
+        if self.tracker:
+            versions = {f"criteria.plugin.{kind}": f"{p.name} ({_source(self.spec.registry, p)})"
+                        for kind, p in config.plugins.items()}
+            run_id = self.tracker.start_trial(trial.number, params, {**self.tags, **versions})
+        epochs = config.train.epochs
+        fold_values = []
+        first_fold = None
+        try:
+            runtime = config.backend.build()  # once for every fold of the trial
+            for fold, split in enumerate(self.splits):
+                report = self._reporter(trial, run_id, fold, epochs, len(self.splits))
+                job = make_job(self.spec, self.data, config, split.train, split.validation, callbacks=[report],
+                               runtime=runtime)
+                result = fit(job)
+                first_fold = first_fold or result
+                fold_values.append(self._fold_value(result.history))
+                if self.per_fold:  # pruners that compare trials fold by fold (Wilcoxon)
+                    trial.report(fold_values[-1], fold)
+                    if trial.should_prune():
+                        raise optuna.TrialPruned(f"pruned after fold {fold} ({fold_values[-1]:.4f})")
+        except optuna.TrialPruned as pruned:
+            if self.tracker:
+                self.tracker.end_trial(run_id, "pruned", str(pruned))
+            raise
+        except TrainingDiverged as exc:
+            return self._fail(trial, run_id, f"diverged: {exc}")
+        except torch.OutOfMemoryError as exc:
+            return self._fail(trial, run_id, f"out of memory: {str(exc).splitlines()[0]}")
+        except KeyboardInterrupt:
+            if self.tracker:
+                self.tracker.end_trial(run_id, "interrupted", "stopped by the user (Ctrl-C)")
+            trial.set_user_attr(INTERRUPTED_ATTR, True)
+            raise
+        if self.multi:
+            how = self.spec.study.fold_reduction
+            value: Any = tuple(reduce_folds(list(column), how) for column in zip(*fold_values))
+            named: Any = dict(zip(self.spec.study.metrics, value))
+        else:
+            value = named = reduce_folds(fold_values, self.spec.study.fold_reduction)
+        trial.set_user_attr("fold_values", fold_values)
+        if self.keep_folder is not None and self._is_best(trial, value):
+            save_run_model(first_fold, self.data, self.spec, config, self.keep_folder, study=self.spec.study.name,
+                           trial=trial.number, value=named)
+        if self.tracker:
+            self.tracker.end_trial(run_id, "complete", value=named)
+        return value
+
+    def _fold_value(self, history: list[EpochReport]) -> float | list[float]:
+        """The fold's objective: one value, or one per metric (each over its own best epoch with
+        ``epoch_reduction = "best"``)."""
+        study = self.spec.study
+        if not self.multi:
+            return reduce_epochs(history, study.epoch_reduction, study.direction)
+        return [reduce_epochs(history, study.epoch_reduction, d, m) for m, d in zip(study.metrics, study.directions)]
+
+    def _is_best(self, trial: Any, value: Any) -> bool:
+        from optuna.trial import TrialState
+
+        complete = trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if self.multi:
+            return self._is_exported(trial.number, value, complete)
+        others = [t.value for t in complete]
+        if not others:
+            return True
+        return value > max(others) if self.spec.study.direction == "maximize" else value < min(others)
+
+    def _is_exported(self, number: int, values: tuple[float, ...], complete: list[Any]) -> bool:
+        """Whether this trial, once complete, is the one the study exports (see exported_trial)."""
+        import math
+        from types import SimpleNamespace
+
+        if any(math.isnan(v) for v in values):
+            return False  # Optuna fails a trial with a NaN value
+        directions = self.spec.study.directions
+        trials = [SimpleNamespace(number=t.number, values=tuple(t.values)) for t in complete]
+        trials.append(SimpleNamespace(number=number, values=values))
+        front = [t for t in trials if not any(dominates(o.values, t.values, directions) for o in trials)]
+        return order_front(front, directions)[0].number == number
+
+    def _reporter(self, trial: Any, run_id: str | None, fold: int, epochs: int, folds: int) -> Callable[[EpochReport], None]:
+        import optuna
+
+        def report(epoch: EpochReport) -> None:
+            step = fold * epochs + epoch.epoch  # unique across folds, so pruners compare like with like
+            if self.per_epoch:
+                trial.report(epoch.value, step)
+            if self.tracker:
+                overall = epoch.metrics["overall"]
+                metrics = {f"val_{k}": v for k, v in overall.items() if isinstance(v, float)}
+                metrics["train_loss"] = epoch.train_loss
+                if folds > 1:
+                    metrics.update({f"fold{fold}/{k}": v for k, v in list(metrics.items())})
+                self.tracker.log_metrics(run_id, metrics, step)
+            if self.on_epoch:
+                self.on_epoch(trial.number, epoch)
+            if self.per_epoch and trial.should_prune():
+                raise optuna.TrialPruned(f"pruned at fold {fold}, epoch {epoch.epoch} ({epoch.value:.4f})")
+
+        return report
+
+    def _fail(self, trial: Any, run_id: str | None, reason: str) -> float | tuple[float, ...]:
+        trial.set_user_attr(FAILURE_ATTR, reason)
+        if self.tracker:
+            self.tracker.end_trial(run_id, "failed", reason)
+        # Optuna records a NaN objective as a failed trial and goes on
+        return (float("nan"),) * len(self.spec.study.metrics) if self.multi else float("nan")
+
+
+def _source(registry: Any, plugin: Any) -> str:
+    info = registry.plugins(plugin.kind).get(plugin.name)
+    return info.source if info else "unregistered"

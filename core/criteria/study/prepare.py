@@ -1,0 +1,96 @@
+"""A spec's data, prepared once for every trial and fold: corpus, tokens, held-out test posts;
+jobs for the engine, and scoring a model or the TF-IDF baseline on chosen pairs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from criteria.data.corpus import Corpus
+from criteria.data.evidence import EvidencePairs, with_evidence_pairs
+from criteria.data.loaders import load_corpus
+from criteria.data.splits import test_split
+from criteria.data.tokens import encode_pairs
+from criteria.engine.config import TrialConfig
+from criteria.engine.inference import predict_probs
+from criteria.engine.job import TrainingJob, check_trainable
+from criteria.engine.metrics import evaluate
+from criteria.engine.model import load_tokenizer
+from criteria.engine.runtime import Runtime
+from criteria.spec.load import Spec
+
+__all__ = ["PreparedData", "baseline_metrics", "evaluate_indices", "make_job", "prepare_data"]
+
+
+@dataclass
+class PreparedData:
+    corpus: Corpus  # the data as loaded: splits, metrics and the baseline use it
+    tokenizer: Any
+    encoded: Any  # token ids of every pair of ``evidence.corpus`` (the corpus's pairs come first)
+    study_indices: tuple[int, ...]  # everything but the held-out test posts
+    test_indices: tuple[int, ...]
+    evidence: EvidencePairs  # the corpus plus its evidence-sentence pairs, which only training sees
+
+
+def prepare_data(spec: Spec) -> PreparedData:
+    corpus = load_corpus(spec.data, spec.path.parent)
+    tokenizer = load_tokenizer(spec.model.name)
+    evidence = with_evidence_pairs(corpus, spec.data.evidence_negatives, spec.study.seed)
+    encoded = encode_pairs(tokenizer, evidence.corpus, spec.data.max_length)
+    rest, test = test_split(corpus, spec.data.test_fraction, spec.study.seed)
+    return PreparedData(corpus, tokenizer, encoded, tuple(rest), tuple(test), evidence)
+
+
+def make_job(spec: Spec, data: PreparedData, config: TrialConfig, train_idx, val_idx, **kwargs: Any) -> TrainingJob:
+    """A job for the engine: ``config`` trained on ``train_idx`` (plus their posts' evidence
+    sentences when asked) and validated on ``val_idx``; ``kwargs`` go to the job (runtime,
+    callbacks)."""
+    train_idx = list(train_idx)
+    if config.train.evidence_sentences:
+        train_idx += data.evidence.for_posts(set(data.corpus.post_ids(train_idx)))
+    job = TrainingJob(
+        corpus=data.evidence.corpus, encoded=data.encoded, train_indices=train_idx, validation_indices=val_idx,
+        config=config, model_name=spec.model.name, pad_token_id=data.tokenizer.pad_token_id or 0,
+        mask_token_id=_mask_token_id(data.tokenizer), special_token_ids=tuple(data.tokenizer.all_special_ids),
+        metric=spec.study.metric, direction=spec.study.direction, seed=spec.study.seed,
+        tune_threshold=config.train.tune_threshold, **kwargs,
+    )
+    check_trainable(job)
+    return job
+
+
+def _mask_token_id(tokenizer: Any) -> int | None:
+    """The token that token dropout writes: the mask token, else the unknown token."""
+    for token_id in (tokenizer.mask_token_id, tokenizer.unk_token_id):
+        if token_id is not None:
+            return token_id
+    return None
+
+
+def evaluate_indices(model: Any, data: PreparedData, runtime: Runtime, indices, threshold: float,
+                     batch_size: int) -> tuple[dict, np.ndarray, list[int]]:
+    """Metrics of ``model`` on the pairs at ``indices``, with the probabilities and labels behind them."""
+    labels = data.corpus.labels
+    idx = np.asarray(indices)
+    probs, _ = predict_probs(model.to(runtime.device), runtime, data.encoded, idx, labels,
+                             data.tokenizer.pad_token_id or 0, batch_size)
+    wanted = [labels[i] for i in idx]
+    groups = [data.corpus.pairs[i].criterion_id for i in idx]
+    return evaluate(wanted, probs, groups, threshold), probs, wanted
+
+
+def baseline_metrics(corpus: Corpus, train_idx, eval_idx, seed: int) -> dict[str, Any]:
+    """TF-IDF + logistic regression trained on ``train_idx`` and scored on ``eval_idx``."""
+    from criteria.engine.baseline import tfidf_baseline
+
+    def columns(indices):
+        pairs = [corpus.pairs[i] for i in indices]
+        return [corpus.text(p) for p in pairs], [p.criterion_id for p in pairs], [p.label for p in pairs]
+
+    train_texts, train_groups, train_labels = columns(train_idx)
+    eval_texts, eval_groups, eval_labels = columns(eval_idx)
+    probs = tfidf_baseline(train_texts, train_groups, train_labels, eval_texts, eval_groups, seed=seed)
+    return evaluate(eval_labels, probs, eval_groups)

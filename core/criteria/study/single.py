@@ -1,0 +1,102 @@
+"""One training run from a spec (``criteria train``): data, split, engine, evaluation against the
+baseline, and a run folder that ``criteria predict`` loads.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from criteria import __version__
+from criteria.data.splits import holdout
+from criteria.engine.config import TrialConfig
+from criteria.engine.fit import fit
+from criteria.engine.job import FitResult
+from criteria.engine.model import NUM_LABELS, save_classifier
+from criteria.spec.load import Spec
+from criteria.study.prepare import PreparedData, baseline_metrics, evaluate_indices, make_job, prepare_data
+
+__all__ = ["RunResult", "save_run_model", "train_from_spec", "write_resolved_spec"]
+
+
+@dataclass
+class RunResult:
+    folder: Path
+    fit: FitResult
+    validation: dict[str, Any]
+    test: dict[str, Any] | None
+    baseline_test: dict[str, Any] | None
+    seconds: float
+
+
+def train_from_spec(spec: Spec, output: Path, *, progress: Any = None, baseline: bool = True) -> RunResult:
+    """Train the spec's single configuration (frozen values, else defaults) and write a run folder."""
+    start = time.perf_counter()
+    data = prepare_data(spec)
+    config = spec.space.default()
+    runtime = config.backend.build()
+    split = holdout(data.corpus, data.study_indices, spec.data.validation_fraction, spec.study.seed)
+    job = make_job(spec, data, config, split.train, split.validation, runtime=runtime)
+    result = fit(job, progress=progress)
+    validation = result.best.metrics
+    validation["threshold"] = result.threshold
+    test = baseline_test = None
+    if data.test_indices:
+        test, _, _ = evaluate_indices(result.model, data, runtime, data.test_indices, result.threshold,
+                                      config.train.eval_batch_size)
+        if baseline:
+            baseline_test = baseline_metrics(data.corpus, data.study_indices, data.test_indices, spec.study.seed)
+
+    folder = output
+    save_run_model(result, data, spec, config, folder)
+    seconds = time.perf_counter() - start
+    (folder / "metrics.json").write_text(json.dumps({
+        "validation": validation, "test": test, "baseline_test": baseline_test,
+        "best_epoch": result.best_epoch, "stopped_early": result.stopped_early,
+        "history": [{"epoch": r.epoch, "train_loss": r.train_loss, "value": r.value,
+                     "seconds": r.seconds, "train_samples_per_second": r.train_samples_per_second,
+                     "overall": r.metrics["overall"]} for r in result.history],
+        "seconds": seconds, "data_sha256": data.corpus.sha256,
+    }, indent=2, default=_json_default))
+    return RunResult(folder, result, validation, test, baseline_test, seconds)
+
+
+def save_run_model(result: FitResult, data: PreparedData, spec: Spec, config: TrialConfig, folder: Path,
+                   **metadata: Any) -> None:
+    """Write ``folder/model`` (what ``criteria predict`` loads) and ``folder/spec.resolved.json``."""
+    save_classifier(result.model, data.tokenizer, folder / "model", {
+        "head": {"name": config.head.name, "config": config.head.config.model_dump()},
+        "criteria": [vars(c) for c in data.corpus.criteria],
+        "max_length": spec.data.max_length,
+        "threshold": result.threshold,
+        "num_labels": NUM_LABELS,
+        "criteria_version": __version__,
+        **metadata,
+    }, peft=config.peft)
+    write_resolved_spec(spec, config, folder / "spec.resolved.json")
+
+
+def write_resolved_spec(spec: Spec, config: TrialConfig, path: Path) -> None:
+    path.write_text(json.dumps({
+        "spec_file": str(spec.path),
+        "spec": spec.raw,
+        "resolved": config.params(),
+        "study": spec.study.model_dump(),
+        "data": spec.data.model_dump(),
+        "model": spec.model.model_dump(),
+        "written": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }, indent=2, default=_json_default))
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    return str(value)

@@ -1,0 +1,199 @@
+"""Built-in hardware backends. Availability is answered without importing torch.
+
+A backend picks the device and the options the engine applies through
+:class:`criteria.engine.runtime.Runtime`: autocast precision (fp16 also gets a gradient scaler),
+the attention implementation transformers loads the encoder with, gradient checkpointing,
+``torch.compile`` and (CUDA only) whether to probe the largest micro-batch that fits. Checks that
+need the device itself (compute capability, macOS version) run in ``build``, so a study fails
+before its first trial with a reason.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import platform
+from typing import Literal
+
+from criteria import (
+    Availability,
+    BackendPlugin,
+    BoolParam,
+    ChoiceParam,
+    CriteriaError,
+    PluginConfig,
+    Requirements,
+    Runtime,
+    cuda_devices,
+    hookimpl,
+    usable_cores,
+)
+from pydantic import Field, field_validator, model_validator
+
+CompileMode = Literal["default", "reduce-overhead", "max-autotune"]
+AMPERE = (8, 0)  # bf16, TF32 and FlashAttention-2 need compute capability 8.0 or newer
+
+
+def _attention(choice: str) -> str | None:
+    """``auto`` lets transformers pick (SDPA where the model has it: DeBERTa-v2 has not)."""
+    return None if choice == "auto" else choice
+
+
+class _ModelOptions(PluginConfig):
+    attention: Literal["auto", "sdpa", "eager"] = ChoiceParam(
+        "auto", searchable=False,
+        description="Attention implementation; auto: SDPA where the model supports it, else eager.",
+    )
+    gradient_checkpointing: bool = BoolParam(
+        False, searchable=False, description="Recompute activations in backward: less memory, ~30% slower."
+    )
+
+
+class _Compiled(_ModelOptions):
+    compile: bool = BoolParam(False, searchable=False, description="torch.compile the model.")
+    compile_mode: CompileMode = ChoiceParam("default", searchable=False)
+
+
+class CpuConfig(_Compiled):
+    precision: Literal["fp32", "bf16", "fp16"] = ChoiceParam("fp32", search=("fp32", "bf16"))
+    threads: int | None = Field(None, ge=1, le=1024, description="torch intra-op threads (default: all cores).")
+
+    @field_validator("precision")
+    @classmethod
+    def _no_fp16_on_cpu(cls, precision: str) -> str:
+        if precision == "fp16":
+            raise ValueError(
+                "fp16 is not available on CPU: it runs about 20x slower than fp32 there; use bf16 or fp32"
+            )
+        return precision
+
+
+class Cpu(BackendPlugin):
+    name = "cpu"
+    summary = "Train on the CPU, in fp32 or bf16 autocast, optionally compiled or checkpointed."
+    Config = CpuConfig
+
+    def build(self) -> Runtime:
+        import torch
+
+        c = self.config
+        torch.set_num_threads(c.threads or usable_cores())
+        return Runtime("cpu", c.precision, c.compile_mode if c.compile else None,
+                       c.gradient_checkpointing, _attention(c.attention))
+
+
+class CudaConfig(_Compiled):
+    device: int = Field(0, ge=0, le=1023, description="CUDA device index.")
+    precision: Literal["fp32", "bf16", "fp16"] = ChoiceParam(
+        "bf16", description="bf16 needs compute capability 8.0+; fp16 trains with a gradient scaler."
+    )
+    tf32: bool = BoolParam(
+        True, searchable=False, description="TF32 for fp32 matmuls; applies on Ampere (8.0) or newer."
+    )
+    attention: Literal["auto", "sdpa", "eager", "flash_attention_2"] = ChoiceParam(
+        "auto", searchable=False,
+        description="auto: SDPA where the model supports it; flash_attention_2 needs flash-attn and Ampere+.",
+    )
+    auto_batch_size: bool = BoolParam(
+        True, searchable=False,
+        description="Probe the largest micro-batch that fits (on the longest sequences, up to "
+                    "train.effective_batch_size); gradient accumulation keeps the effective batch.",
+    )
+
+    @field_validator("attention")
+    @classmethod
+    def _flash_attn_installed(cls, attention: str) -> str:
+        # find_spec, not import: flash_attn loads CUDA kernels.
+        if attention == "flash_attention_2" and importlib.util.find_spec("flash_attn") is None:
+            raise ValueError(
+                "flash_attention_2 needs the flash-attn package, which is not installed here "
+                "(pip install flash-attn; it needs a CUDA GPU of compute capability 8.0+); or use sdpa"
+            )
+        return attention
+
+    @model_validator(mode="after")
+    def _flash_attn_needs_half_precision(self) -> CudaConfig:
+        if self.attention == "flash_attention_2" and self.precision == "fp32":
+            raise ValueError("flash_attention_2 runs in bf16 or fp16 only: set precision to bf16 or fp16")
+        return self
+
+
+class Cuda(BackendPlugin):
+    name = "cuda"
+    summary = "Train on an NVIDIA GPU: bf16/fp16 autocast (fp16 with a grad scaler), TF32, FlashAttention-2."
+    Config = CudaConfig
+    requires = Requirements.of({"torch": "torch"}, cuda=True)
+    priority = 10
+
+    def build(self) -> Runtime:
+        import torch
+
+        c = self.config
+        devices = cuda_devices()
+        if c.device >= len(devices):
+            raise CriteriaError(f"there is no cuda:{c.device}; this machine has {len(devices)} CUDA device(s)")
+        gpu = devices[c.device]
+        ampere = gpu.compute_capability >= AMPERE
+        have = ".".join(map(str, gpu.compute_capability))
+        if c.precision == "bf16" and not ampere:
+            raise CriteriaError(f"bf16 needs compute capability 8.0+; {gpu.name} has {have}: use fp16")
+        if c.attention == "flash_attention_2" and not ampere:
+            raise CriteriaError(
+                f"flash_attention_2 needs compute capability 8.0+; {gpu.name} has {have}: use sdpa"
+            )
+        # "high" lets fp32 matmuls use TF32 where the GPU has it; "highest" keeps full fp32.
+        torch.set_float32_matmul_precision("high" if c.tf32 and ampere else "highest")
+        return Runtime(f"cuda:{c.device}", c.precision, c.compile_mode if c.compile else None,
+                       c.gradient_checkpointing, _attention(c.attention), probe_batch_size=c.auto_batch_size)
+
+
+class MpsConfig(_ModelOptions):
+    # MPS autocast supports bf16 (macOS 14+) and fp16; torch.compile on MPS is a prototype, so
+    # this backend does not offer it.
+    precision: Literal["fp32", "bf16", "fp16"] = ChoiceParam(
+        "fp32", description="bf16 needs macOS 14+; fp16 trains with a gradient scaler."
+    )
+
+
+MPS_MIN_MACOS = (12, 3)
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split(".") if part.isdigit())
+
+
+class Mps(BackendPlugin):
+    name = "mps"
+    summary = "Train on an Apple-silicon GPU (Metal Performance Shaders): fp32, or bf16/fp16 autocast."
+    Config = MpsConfig
+    requires = Requirements.of({"torch": "torch"})
+
+    @classmethod
+    def available(cls) -> Availability:
+        system, machine = platform.system(), platform.machine()
+        if system != "Darwin":
+            return Availability(False, f"needs an Apple-silicon Mac (MPS); this machine runs {system}")
+        if machine != "arm64":
+            return Availability(False, f"needs an Apple-silicon Mac; this Python runs as {machine} "
+                                       "(under Rosetta on Apple silicon: install an arm64 Python)")
+        macos = platform.mac_ver()[0]
+        if _version(macos) < MPS_MIN_MACOS:
+            return Availability(False, f"MPS needs macOS 12.3 or newer; this is macOS {macos}")
+        return super().available()
+
+    def build(self) -> Runtime:
+        import torch
+
+        c = self.config
+        if not torch.backends.mps.is_available():
+            why = "no MPS device found" if torch.backends.mps.is_built() else "this torch build has no MPS support"
+            raise CriteriaError(f"the mps backend cannot run: {why}")
+        if c.precision == "bf16" and not torch.backends.mps.is_macos_or_newer(14, 0):
+            raise CriteriaError(
+                f"bf16 on MPS needs macOS 14+; this is macOS {platform.mac_ver()[0]}: use fp16 or fp32"
+            )
+        return Runtime("mps", c.precision, None, c.gradient_checkpointing, _attention(c.attention))
+
+
+@hookimpl
+def register_backends(register):
+    register(Cpu, Cuda, Mps)
