@@ -4,7 +4,7 @@
 Usage:
     python scripts/check_corpus.py [--corpus-dir DIR] [--approx-tokens]
 
-The corpus lives in core/resources/mdd_corpus/ and has three files:
+The corpus lives in core/criteria/resources/mdd_corpus/ and has three files:
 posts.csv, annotations.csv and criteria.json (see the README there).
 
 Only the standard library is required.  If the ``transformers`` package and
@@ -64,7 +64,7 @@ PII_PATTERNS = {
 
 
 def default_corpus_dir() -> Path:
-    return Path(__file__).resolve().parent.parent / "core" / "resources" / "mdd_corpus"
+    return Path(__file__).resolve().parent.parent / "core" / "criteria" / "resources" / "mdd_corpus"
 
 
 def split_sentences(text: str) -> list[str]:

@@ -41,3 +41,26 @@ def one_epoch_job(spec_path: Path):
                        train_indices=split.train[:320], validation_indices=split.validation[:160],
                        config=spec.space.default(), model_name=spec.model.name,
                        pad_token_id=tokenizer.pad_token_id)
+
+
+def write_tiny_spec(folder: Path, model: Path, body: str = "", *, name: str = "tiny", epochs: int = 1,
+                    train: str = "") -> Path:
+    """``folder/spec.toml``: a fast spec on ``model`` (max length 64, ``epochs`` epochs, batch 32,
+    no early stopping); ``train`` adds ``[train]`` lines, ``body`` plugin sections after them."""
+    spec = folder / "spec.toml"
+    spec.write_text(f"""
+[study]
+name = "{name}"
+[data]
+max_length = 64
+[model]
+name = "{model}"
+[train]
+epochs = {epochs}
+batch_size = 32
+eval_batch_size = 128
+patience = 0
+{train}
+{body}
+""")
+    return spec

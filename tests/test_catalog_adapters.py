@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from builtin_plugins import one_epoch_job
+from builtin_plugins import one_epoch_job, write_tiny_spec
 from criteria import TrainingPlan
 from criteria.engine.model import CriterionClassifier, load_classifier, save_classifier
 
@@ -211,25 +211,8 @@ def test_save_and_load_round_trip(name, family, request, registry, tmp_path):
 def test_engine_trains_an_epoch_with_houlsby(tiny_bert, tmp_path):
     from criteria.engine.fit import fit
 
-    spec_path = tmp_path / "spec.toml"
-    spec_path.write_text(f"""
-[study]
-name = "houlsby"
-[data]
-max_length = 64
-[model]
-name = "{tiny_bert}"
-[train]
-epochs = 1
-batch_size = 32
-eval_batch_size = 128
-patience = 0
-[peft]
-use = "houlsby"
-[peft.houlsby]
-bottleneck = 32
-layers = "top4"
-""")
+    spec_path = write_tiny_spec(tmp_path, tiny_bert, '[peft]\nuse = "houlsby"\n[peft.houlsby]\nbottleneck = 32\n'
+                                                    'layers = "top4"\n', name="houlsby")
     job = one_epoch_job(spec_path)
     assert job.config.plugins["peft"].name == "houlsby"
     result = fit(job)

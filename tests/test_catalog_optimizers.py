@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import torch
-from builtin_plugins import BUILTINS
+from builtin_plugins import BUILTINS, write_tiny_spec
 from builtin_plugins import make as plugin
 from criteria import TrainingPlan
 from criteria.plugin.registry import get_registry
@@ -343,23 +343,8 @@ def _job(tmp_path: Path, model: Path, data: SimpleNamespace, body: str):
     from criteria.engine.job import TrainingJob
     from criteria.spec.load import load_spec
 
-    spec_path = tmp_path / "spec.toml"
-    spec_path.write_text(f"""
-[study]
-name = "catalog"
-[data]
-max_length = 64
-[model]
-name = "{model}"
-[train]
-epochs = 1
-batch_size = 32
-eval_batch_size = 128
-patience = 0
-warmup_ratio = 0.1
-{body}
-""")
-    spec = load_spec(spec_path, get_registry())
+    spec = load_spec(write_tiny_spec(tmp_path, model, body, name="catalog", train="warmup_ratio = 0.1"),
+                     get_registry())
     return TrainingJob(corpus=data.corpus, encoded=data.encoded, train_indices=data.train,
                        validation_indices=data.validation, config=spec.space.default(),
                        model_name=spec.model.name, pad_token_id=data.tokenizer.pad_token_id)

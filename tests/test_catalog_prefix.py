@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 from builtin_plugins import make as make_plugin
-from builtin_plugins import one_epoch_job
+from builtin_plugins import one_epoch_job, write_tiny_spec
 from criteria import TrainingPlan
 from criteria.engine.model import CriterionClassifier, load_classifier, save_classifier
 
@@ -367,26 +367,9 @@ def test_engine_trains_an_epoch_with_prefix_tuning(family, request, tmp_path):
     from criteria.engine.fit import fit
 
     folder = request.getfixturevalue(family)
-    spec_path = tmp_path / "spec.toml"
-    spec_path.write_text(f"""
-[study]
-name = "prefix"
-[data]
-max_length = 64
-[model]
-name = "{folder}"
-[train]
-epochs = 1
-batch_size = 32
-eval_batch_size = 128
-patience = 0
-[peft]
-use = "prefix_tuning"
-[peft.prefix_tuning]
-num_virtual_tokens = 10
-projection = true
-projection_hidden_size = 64
-""")
+    spec_path = write_tiny_spec(tmp_path, folder, '[peft]\nuse = "prefix_tuning"\n[peft.prefix_tuning]\n'
+                                                 'num_virtual_tokens = 10\nprojection = true\n'
+                                                 'projection_hidden_size = 64\n', name="prefix")
     job = one_epoch_job(spec_path)
     assert job.config.plugins["peft"].name == "prefix_tuning"
     start = job.config.plugins["peft"].build(load_encoder(folder), PLAN).prefix_encoder.state_dict()

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from builtin_plugins import write_tiny_spec
 from criteria.data import tokens
 from criteria.data.batching import bucketed_batches, padding_ratio, shuffled_batches
 from criteria.data.loaders import embedded_corpus
@@ -79,22 +80,7 @@ def test_bucketing_keeps_padding_low(corpus, tokenizer):
 
 
 def write_spec(tmp_path: Path, model: Path, body: str = "") -> Path:
-    spec = tmp_path / "spec.toml"
-    spec.write_text(f"""
-[study]
-name = "tiny"
-[data]
-max_length = 64
-[model]
-name = "{model}"
-[train]
-epochs = 2
-batch_size = 32
-eval_batch_size = 128
-patience = 0
-{body}
-""")
-    return spec
+    return write_tiny_spec(tmp_path, model, body, epochs=2)
 
 
 def job_for(spec_path: Path, corpus, **overrides) -> TrainingJob:

@@ -14,10 +14,6 @@ import sys
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from criteria.plugin.base import Availability
 
 
 def usable_cores() -> int:
@@ -86,25 +82,6 @@ def cuda_devices() -> tuple[CudaDevice, ...]:
         lib.cuDeviceGetAttribute(ctypes.byref(minor), 76, handle)
         devices.append(CudaDevice(index, name.value.decode(errors="replace"), (major.value, minor.value)))
     return tuple(devices)
-
-
-def cuda_availability(min_compute_capability: tuple[int, int] | None = None) -> Availability:
-    from criteria.plugin.base import Availability
-
-    devices = cuda_devices()
-    if not devices:
-        return Availability(False, "needs a CUDA GPU; none was found on this machine")
-    if torch_build()["cuda"] is None:
-        return Availability(
-            False, "this torch build has no CUDA support; install a CUDA build of torch"
-        )
-    if min_compute_capability is not None:
-        best = max(d.compute_capability for d in devices)
-        if best < min_compute_capability:
-            need = ".".join(map(str, min_compute_capability))
-            have = ".".join(map(str, best))
-            return Availability(False, f"needs compute capability >= {need}; this GPU has {have}")
-    return Availability(True)
 
 
 def describe() -> str:

@@ -3,6 +3,8 @@
 Listing and inspecting commands must stay fast, so nothing here imports torch, transformers, peft,
 optuna or mlflow at module level; commands that train import them when they run. Each command
 loads the registry once (:func:`criteria.cli.app.registry`) and passes it down.
+
+Imports every layer below it; nothing in the package imports it.
 """
 
 from __future__ import annotations

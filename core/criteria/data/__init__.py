@@ -1,6 +1,9 @@
-"""Data: corpora (ReDSM5 folders, pairs CSVs, the embedded corpus), criteria and splits.
+"""Data: corpora (ReDSM5 folders, pairs CSVs, the embedded corpus), criteria, splits, evidence
+sentences, token ids (cached) and length-bucketed batches.
 
-    corpus = load_corpus(spec.data, spec.path.parent)
+Imports only the root modules (errors, cache); never the plugin system, the spec or the engine.
+
+    corpus = load_corpus(spec.data, spec.path.parent)         # any DataSource: format, path, criteria
     rest, test = test_split(corpus, spec.data.test_fraction, seed)
     splits = kfold(corpus, rest, spec.data.folds, seed)      # or [holdout(corpus, rest, 0.2, seed)]
     for split in splits:

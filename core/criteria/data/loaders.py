@@ -19,7 +19,7 @@ from dataclasses import replace
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable, Sequence, Union
+from typing import Callable, Iterable, Protocol, Sequence, Union
 
 from criteria.data.corpus import (
     CRITERION_NAMES,
@@ -32,8 +32,14 @@ from criteria.data.corpus import (
 )
 from criteria.errors import did_you_mean
 
-if TYPE_CHECKING:
-    from criteria.spec.schema import DataSection
+
+
+class DataSource(Protocol):
+    """What :func:`load_corpus` needs to find a corpus (a spec's ``[data]`` section is one)."""
+
+    format: str
+    path: Path | None
+    criteria: Path | None
 
 PathLike = Union[str, Path, Traversable]
 CriteriaArg = Union[Sequence[Criterion], str, Path, None]
@@ -417,7 +423,7 @@ def write_pairs_csv(corpus: Corpus, path: str | Path) -> Path:
 
 
 # --------------------------------------------------------------------------------------------
-# The embedded corpus and the spec's [data] section
+# The embedded corpus, and a corpus by format and path
 
 
 def embedded_folder() -> Traversable:
@@ -447,8 +453,8 @@ def _resolve(path: Path, base_dir: Path) -> Path:
     return path if path.is_absolute() else Path(base_dir) / path
 
 
-def load_corpus(section: "DataSection", base_dir: Path) -> Corpus:
-    """The corpus a spec's ``[data]`` section names. Relative paths are resolved against
+def load_corpus(section: DataSource, base_dir: Path) -> Corpus:
+    """The corpus a :class:`DataSource` (a spec's ``[data]`` section) names. Relative paths are resolved against
     ``base_dir`` (the spec file's folder); no path means the embedded corpus; ``criteria``, when
     given, replaces the default criteria."""
     criteria = load_criteria_json(_resolve(section.criteria, base_dir)) if section.criteria else None
@@ -467,6 +473,7 @@ def load_corpus(section: "DataSection", base_dir: Path) -> Corpus:
 
 __all__ = [
     "ANNOTATION_COLUMNS",
+    "DataSource",
     "PAIRS_COLUMNS",
     "POSTS_COLUMNS",
     "embedded_corpus",

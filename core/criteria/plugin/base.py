@@ -76,8 +76,25 @@ class Requirements:
         if missing:
             return Availability(False, f"needs {', '.join(missing)}: pip install {' '.join(missing)}")
         if self.cuda:
-            return hardware.cuda_availability(self.min_compute_capability)
+            return _cuda_availability(self.min_compute_capability)
         return Availability(True)
+
+
+def _cuda_availability(min_compute_capability: tuple[int, int] | None = None) -> Availability:
+    devices = hardware.cuda_devices()
+    if not devices:
+        return Availability(False, "needs a CUDA GPU; none was found on this machine")
+    if hardware.torch_build()["cuda"] is None:
+        return Availability(
+            False, "this torch build has no CUDA support; install a CUDA build of torch"
+        )
+    if min_compute_capability is not None:
+        best = max(d.compute_capability for d in devices)
+        if best < min_compute_capability:
+            need = ".".join(map(str, min_compute_capability))
+            have = ".".join(map(str, best))
+            return Availability(False, f"needs compute capability >= {need}; this GPU has {have}")
+    return Availability(True)
 
 
 class Plugin:
