@@ -16,6 +16,7 @@ from criteria.study.report import export_best
 from criteria.study.runner import run_study
 from criteria.study.storage import load_study
 from criteria.study.tracking import redact
+from recording import EpochRecorder
 from tiny_models import NanLoss
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -121,7 +122,7 @@ def test_pruned_trials_really_stop_early(workdir, tiny_bert):
                          .replace("epochs = 2", "epochs = 4"))
     spec = load_spec(spec_file, registry_with_test_plugins())
     epochs_seen = []
-    study, summary, _, _ = run_study(spec, track=False, on_epoch=lambda n, e: epochs_seen.append((n, e.epoch)))
+    study, summary, _, _ = run_study(spec, track=False, progress=EpochRecorder(lambda n, e: epochs_seen.append((n, e.epoch))))
     assert summary.counts["pruned"] == 2
     assert epochs_seen == [(0, 1), (1, 1)]  # each stopped after its first of four epochs
     assert all(len(t.intermediate_values) == 1 for t in study.trials)
@@ -146,7 +147,7 @@ def test_interrupted_study_resumes_without_losing_or_repeating_trials(workdir, t
         if number == 1 and epoch.epoch == 1:
             raise KeyboardInterrupt
 
-    _, first, _, tracker = run_study(spec, on_epoch=interrupt)
+    _, first, _, tracker = run_study(spec, progress=EpochRecorder(interrupt))
     assert first.interrupted and first.counts["complete"] == 1
     done_before = {t.number: t.params for t in load_study(spec, create=False).trials
                    if t.state == optuna.trial.TrialState.COMPLETE}

@@ -20,6 +20,7 @@ from criteria.spec.load import load_spec
 from criteria.study.report import export_best
 from criteria.study.runner import run_study
 from criteria.study.storage import load_study
+from recording import EpochRecorder
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -69,7 +70,8 @@ def test_two_metric_nsga2_study_returns_value_tuples_and_exports_the_fronts_best
     assert spec.study.metrics == ("macro_f1", "loss") and spec.study.metric == "macro_f1"
     epochs: dict[int, list] = {}
     study, summary, data, tracker = run_study(
-        spec, output=workdir / "out", on_epoch=lambda n, e: epochs.setdefault(n, []).append(e.metrics["overall"]))
+        spec, output=workdir / "out",
+        progress=EpochRecorder(lambda n, e: epochs.setdefault(n, []).append(e.metrics["overall"])))
     assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
     assert summary.counts["complete"] == 3 and len(study.trials) == 3
     assert isinstance(study.sampler, optuna.samplers.NSGAIISampler)

@@ -18,7 +18,10 @@ __version__ = "0.1.0"
 # ``__all__`` and the imports below by tests/test_public_api.py.
 _EXPORTS = {
     "CriteriaError": "criteria.errors",
+    "CriteriaWarning": "criteria.errors",
+    "Bf16Support": "criteria.hardware",
     "CudaDevice": "criteria.hardware",
+    "cpu_bf16_support": "criteria.hardware",
     "cuda_devices": "criteria.hardware",
     "usable_cores": "criteria.hardware",
     "Availability": "criteria.plugin.base",
@@ -52,8 +55,8 @@ if TYPE_CHECKING:  # pragma: no cover
     import pluggy
 
     from criteria.engine.runtime import Precision, Runtime
-    from criteria.errors import CriteriaError
-    from criteria.hardware import CudaDevice, cuda_devices, usable_cores
+    from criteria.errors import CriteriaError, CriteriaWarning
+    from criteria.hardware import Bf16Support, CudaDevice, cpu_bf16_support, cuda_devices, usable_cores
     from criteria.plugin.base import Availability, Plugin, PluginConfig, Requirements
     from criteria.plugin.fields import BoolParam, ChoiceParam, FloatParam, IntParam
     from criteria.plugin.kinds import (
@@ -94,10 +97,13 @@ __all__ = [
     "Availability",
     "BackendPlugin",
     "BoolParam",
+    "Bf16Support",
     "Categorical",
     "choice_label",
+    "cpu_bf16_support",
     "ChoiceParam",
     "CriteriaError",
+    "CriteriaWarning",
     "cuda_devices",
     "CudaDevice",
     "FloatParam",

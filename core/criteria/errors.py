@@ -15,6 +15,11 @@ class CriteriaError(Exception):
     """Base of every error whose message is written for the user."""
 
 
+class CriteriaWarning(UserWarning):
+    """Something works but not as well as it could, said to the user once (the CLI prints it as one
+    ``warning:`` line), e.g. bf16 asked of a CPU that emulates it."""
+
+
 def did_you_mean(given: str, candidates: Iterable[str]) -> str:
     """`` (did you mean 'lion'?)`` when something close exists, else an empty string."""
     close = difflib.get_close_matches(str(given), list(candidates), n=3, cutoff=0.6)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 import platform
+import warnings
 from typing import Literal
 
 from criteria import (
@@ -20,9 +21,11 @@ from criteria import (
     BoolParam,
     ChoiceParam,
     CriteriaError,
+    CriteriaWarning,
     PluginConfig,
     Requirements,
     Runtime,
+    cpu_bf16_support,
     cuda_devices,
     hookimpl,
     usable_cores,
@@ -53,8 +56,16 @@ class _Compiled(_ModelOptions):
     compile_mode: CompileMode = ChoiceParam("default", searchable=False)
 
 
+# Measured with benchmarks/cpu_precision.py: torch emulates bf16 16x (AVX2 machine, 2 threads) to
+# 24x (AVX512 machine capped to AVX2) slower than fp32 where the CPU lacks AVX512-BF16 and AMX.
+EMULATED_BF16 = "16x to 24x slower than fp32 (measured with benchmarks/cpu_precision.py)"
+
+
 class CpuConfig(_Compiled):
-    precision: Literal["fp32", "bf16", "fp16"] = ChoiceParam("fp32", search=("fp32", "bf16"))
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = ChoiceParam(
+        "auto", search=("fp32", "bf16"),
+        description="auto: bf16 where the CPU computes it natively (AVX512-BF16, AMX, Arm BF16), else fp32.",
+    )
     threads: int | None = Field(None, ge=1, le=1024, description="torch intra-op threads (default: all cores).")
 
     @field_validator("precision")
@@ -76,15 +87,28 @@ class Cpu(BackendPlugin):
         import torch
 
         c = self.config
-        torch.set_num_threads(c.threads or usable_cores())
-        return Runtime("cpu", c.precision, c.compile_mode if c.compile else None,
-                       c.gradient_checkpointing, _attention(c.attention))
+        threads = c.threads or usable_cores()
+        torch.set_num_threads(threads)
+        bf16 = cpu_bf16_support()
+        if c.precision == "auto":
+            precision, why = ("bf16", bf16.why) if bf16 else ("fp32", bf16.why)
+        else:
+            precision, why = c.precision, "as the spec asks"
+            if precision == "bf16" and not bf16:
+                warnings.warn(f"precision = \"bf16\" on a CPU without native bf16 ({bf16.why}): torch emulates "
+                              f"it, {EMULATED_BF16}. Use precision = \"auto\" (or \"fp32\") in [backend.cpu].",
+                              CriteriaWarning, stacklevel=2)
+                why = f"emulated: {bf16.why}"
+        return Runtime("cpu", precision, c.compile_mode if c.compile else None,
+                       c.gradient_checkpointing, _attention(c.attention),
+                       summary=f"cpu, {threads} thread{'s' if threads != 1 else ''}, {precision}: {why}")
 
 
 class CudaConfig(_Compiled):
     device: int = Field(0, ge=0, le=1023, description="CUDA device index.")
-    precision: Literal["fp32", "bf16", "fp16"] = ChoiceParam(
-        "bf16", description="bf16 needs compute capability 8.0+; fp16 trains with a gradient scaler."
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = ChoiceParam(
+        "auto", description="auto: bf16 on compute capability 8.0+, else fp16 with a gradient scaler; "
+                            "bf16 needs 8.0+.",
     )
     tf32: bool = BoolParam(
         True, searchable=False, description="TF32 for fp32 matmuls; applies on Ampere (8.0) or newer."
@@ -135,22 +159,28 @@ class Cuda(BackendPlugin):
         ampere = gpu.compute_capability >= AMPERE
         have = ".".join(map(str, gpu.compute_capability))
         if c.precision == "bf16" and not ampere:
-            raise CriteriaError(f"bf16 needs compute capability 8.0+; {gpu.name} has {have}: use fp16")
+            raise CriteriaError(f"bf16 needs compute capability 8.0+; {gpu.name} has {have}: use fp16 or auto")
+        if c.precision == "auto":
+            precision = "bf16" if ampere else "fp16"
+            why = f"compute capability {have} {'computes' if ampere else 'lacks'} bf16"
+        else:
+            precision, why = c.precision, "as the spec asks"
         if c.attention == "flash_attention_2" and not ampere:
             raise CriteriaError(
                 f"flash_attention_2 needs compute capability 8.0+; {gpu.name} has {have}: use sdpa"
             )
         # "high" lets fp32 matmuls use TF32 where the GPU has it; "highest" keeps full fp32.
         torch.set_float32_matmul_precision("high" if c.tf32 and ampere else "highest")
-        return Runtime(f"cuda:{c.device}", c.precision, c.compile_mode if c.compile else None,
-                       c.gradient_checkpointing, _attention(c.attention), probe_batch_size=c.auto_batch_size)
+        return Runtime(f"cuda:{c.device}", precision, c.compile_mode if c.compile else None,
+                       c.gradient_checkpointing, _attention(c.attention), probe_batch_size=c.auto_batch_size,
+                       summary=f"cuda:{c.device} {gpu.name}, {precision}: {why}")
 
 
 class MpsConfig(_ModelOptions):
     # MPS autocast supports bf16 (macOS 14+) and fp16; torch.compile on MPS is a prototype, so
     # this backend does not offer it.
-    precision: Literal["fp32", "bf16", "fp16"] = ChoiceParam(
-        "fp32", description="bf16 needs macOS 14+; fp16 trains with a gradient scaler."
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = ChoiceParam(
+        "auto", description="auto: bf16 on macOS 14+, else fp16 with a gradient scaler; bf16 needs macOS 14+.",
     )
 
 
@@ -187,11 +217,17 @@ class Mps(BackendPlugin):
         if not torch.backends.mps.is_available():
             why = "no MPS device found" if torch.backends.mps.is_built() else "this torch build has no MPS support"
             raise CriteriaError(f"the mps backend cannot run: {why}")
-        if c.precision == "bf16" and not torch.backends.mps.is_macos_or_newer(14, 0):
-            raise CriteriaError(
-                f"bf16 on MPS needs macOS 14+; this is macOS {platform.mac_ver()[0]}: use fp16 or fp32"
-            )
-        return Runtime("mps", c.precision, None, c.gradient_checkpointing, _attention(c.attention))
+        sonoma = torch.backends.mps.is_macos_or_newer(14, 0)
+        macos = platform.mac_ver()[0]
+        if c.precision == "bf16" and not sonoma:
+            raise CriteriaError(f"bf16 on MPS needs macOS 14+; this is macOS {macos}: use fp16, fp32 or auto")
+        if c.precision == "auto":
+            precision, why = ("bf16", f"macOS {macos} has bf16 on MPS") if sonoma else \
+                ("fp16", f"macOS {macos} has no bf16 on MPS")
+        else:
+            precision, why = c.precision, "as the spec asks"
+        return Runtime("mps", precision, None, c.gradient_checkpointing, _attention(c.attention),
+                       summary=f"mps, {precision}: {why}")
 
 
 @hookimpl

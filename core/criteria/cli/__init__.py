@@ -10,13 +10,14 @@ Imports every layer below it; nothing in the package imports it.
 from __future__ import annotations
 
 import sys
+import warnings
 
 from rich.text import Text
 
 from criteria.cli import plugins, runs, specs, study  # noqa: F401  (they register their commands)
-from criteria.cli.app import app, err_console
+from criteria.cli.app import INTERRUPTED_EXIT, INTERRUPTED_MESSAGE, app, err_console
 from criteria.cli.plugins import plugins_list
-from criteria.errors import CriteriaError
+from criteria.errors import CriteriaError, CriteriaWarning
 
 __all__ = ["app", "main"]
 
@@ -45,8 +46,24 @@ def _plugins_list_args(argv: list[str]) -> dict | None:
     return args
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    err_console.print(Text("warning: ", style="bold yellow") + Text(str(message)), highlight=False, soft_wrap=True)
+
+
+def _quiet_warnings() -> None:
+    """criteria's own warnings as one ``warning:`` line each; other libraries' warnings (deprecations,
+    notes on optional kernels) say nothing a user can act on, so they are silenced unless the user
+    asked for warnings (``python -W`` or ``PYTHONWARNINGS``)."""
+    if sys.warnoptions:
+        return
+    warnings.simplefilter("ignore")
+    warnings.simplefilter("default", CriteriaWarning)
+    warnings.showwarning = _show_warning
+
+
 def main() -> None:
     """Entry point: user errors print as messages, never as tracebacks."""
+    _quiet_warnings()
     try:
         listing_args = _plugins_list_args(sys.argv[1:])
         if listing_args is not None:
@@ -57,6 +74,6 @@ def main() -> None:
         err_console.print(Text("error: ", style="bold red") + Text(str(exc)), highlight=False, soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
-        err_console.print("interrupted")
-        sys.exit(130)
+        err_console.print(INTERRUPTED_MESSAGE)
+        sys.exit(INTERRUPTED_EXIT)
 

@@ -32,6 +32,10 @@ err_console = Console(stderr=True)
 
 SpecArg = typer.Argument(..., help="Study spec (TOML).", show_default=False)
 
+#: Ctrl-C: the shell's convention for a process ended by SIGINT, and what to do next.
+INTERRUPTED_EXIT = 130
+INTERRUPTED_MESSAGE = "interrupted; run the same command to resume"
+
 
 def registry() -> Registry:
     """The registry of this command: every installed plugin distribution, loaded once."""

@@ -8,8 +8,17 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from criteria.cli.app import SpecArg, app, console, open_spec, registry
-from criteria.cli.progress import progress_bars
+from criteria.cli.app import (
+    INTERRUPTED_EXIT,
+    INTERRUPTED_MESSAGE,
+    SpecArg,
+    app,
+    console,
+    err_console,
+    open_spec,
+    registry,
+)
+from criteria.cli.progress import study_progress
 
 
 @app.command()
@@ -28,7 +37,7 @@ def train(
     folder = output or Path("runs") / f"{loaded.study.name}-{datetime.now():%Y%m%d-%H%M%S}"
     config = loaded.space.default()
     console.print("training " + ", ".join(f"{k}=[cyan]{p.name}[/]" for k, p in config.plugins.items()))
-    with progress_bars() as progress:
+    with study_progress(console, loaded.study.metric) as progress:
         result = train_from_spec(loaded, folder, progress=progress, baseline=baseline)
     best = result.fit.best
     console.print(metrics_table(result.validation, title=f"validation, best epoch {result.fit.best_epoch}"))
@@ -62,34 +71,21 @@ def run(
     track: bool = typer.Option(True, help="Track the study in MLflow (MLFLOW_TRACKING_URI, else ./mlflow.db)."),
 ) -> None:
     """Run (or resume) the spec's study: trials, pruning, tracking, best-model export."""
-    from criteria.study.objective import FAILURE_ATTR
     from criteria.study.report import export_best
     from criteria.study.runner import run_study
 
     loaded = open_spec(spec)
     folder = output or Path("outputs") / loaded.study.name
-    with progress_bars() as progress:
-        total = loaded.study.trials
-        trials_task = progress.add_task("trials", total=total)
-
-        def on_trial(trial) -> None:
-            value = " ".join(f"{v:.4f}" for v in trial.values) if trial.values is not None else "-"
-            reason = trial.user_attrs.get(FAILURE_ATTR, "")
-            progress.console.print(f"trial {trial.number}: {trial.state.name.lower()} {value} {reason}".rstrip())
-            progress.advance(trials_task)
-
-        def on_epoch(number, epoch) -> None:
-            progress.update(trials_task, description=f"trial {number} ep {epoch.epoch}: {epoch.value:.3f}")
-
-        study, summary, data, tracker = run_study(loaded, track=track, on_trial=on_trial, on_epoch=on_epoch,
-                                                   output=folder)
+    with study_progress(console, loaded.study.metric) as progress:
+        study, summary, data, tracker = run_study(loaded, track=track, progress=progress, output=folder)
         export = None
         if not summary.interrupted:
-            progress.update(trials_task, description="best model")
             export = export_best(study, loaded, data, folder, tracker, progress=progress)
             if tracker:
                 tracker.finish()
     print_summary(summary, loaded.study.metric, export)
+    if summary.interrupted:
+        raise typer.Exit(INTERRUPTED_EXIT)
 
 
 def print_summary(summary, metric: str, export=None) -> None:
@@ -123,7 +119,7 @@ def print_summary(summary, metric: str, export=None) -> None:
     if summary.front:
         console.print(_front_table(summary))
     if summary.interrupted:
-        console.print("interrupted: results so far are kept; run the same command again to resume.")
+        err_console.print(INTERRUPTED_MESSAGE)
 
 
 def _front_table(summary, max_params: int = 8) -> Table:

@@ -30,8 +30,7 @@ from criteria.data.corpus import (
     Pair,
     normalize_text,
 )
-from criteria.errors import did_you_mean
-
+from criteria.errors import CriteriaWarning, did_you_mean
 
 
 class DataSource(Protocol):
@@ -187,7 +186,7 @@ class _PostTable:
         if self.empty:
             count = len(self.empty)
             warnings.warn(f"skipped {count} empty post{'s' if count != 1 else ''} in {_name(self.file)}",
-                          UserWarning, stacklevel=3)
+                          CriteriaWarning, stacklevel=3)
         return self.texts
 
 
@@ -222,7 +221,7 @@ class _CriterionLookup:
             rows = sum(self.ignored.values())
             warnings.warn(
                 f"ignored {rows} row{'s' if rows != 1 else ''} in {_name(file)} for criteria not in the "
-                f"criteria file: {', '.join(sorted(self.ignored))}", UserWarning, stacklevel=3,
+                f"criteria file: {', '.join(sorted(self.ignored))}", CriteriaWarning, stacklevel=3,
             )
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any
 
 import numpy as np
 import torch
@@ -28,28 +27,30 @@ from criteria.engine.metrics import evaluate, tune_threshold
 from criteria.engine.micro_batches import MicroBatcher, worst_case_indices
 from criteria.engine.model import NUM_LABELS, build_model, unwrap_compiled
 from criteria.engine.optimization import optimizer_step, parameter_groups, training_plan
+from criteria.engine.progress import FitProgress
 from criteria.engine.token_dropout import TokenDropout
 
 __all__ = ["EarlyStopping", "check_trainable", "fit"]
 
 
-def fit(job: TrainingJob, progress: Any = None) -> FitResult:
-    """Train one configuration on ``job.train_indices`` and evaluate each epoch on the validation split."""
+def fit(job: TrainingJob, progress: FitProgress | None = None) -> FitResult:
+    """Train one configuration on ``job.train_indices`` and evaluate each epoch on the validation
+    split; ``progress`` hears of every epoch, step and validation batch."""
     train = job.config.train
+    progress = progress or FitProgress()
     torch.manual_seed(job.seed)
     run = _TrainingRun(job)
     stopping = EarlyStopping(job.direction, train.patience, train.min_delta)
     history: list[EpochReport] = []
-    epoch_task = progress.add_task("epochs", total=train.epochs) if progress else None
     stopped_early = False
     for epoch in range(1, train.epochs + 1):
         start = time.perf_counter()
+        progress.epoch_started(epoch, train.epochs, run.steps_per_epoch)
         train_loss, seen = run.train_epoch(epoch, progress)
         train_seconds = time.perf_counter() - start
         report = run.validate(epoch, train_loss, seen, train_seconds, start, progress)
         history.append(report)
-        if progress:
-            progress.advance(epoch_task)
+        progress.epoch_finished(report)
         if stopping.update(report.value):
             run.keep_best(report)
         for callback in job.callbacks:
@@ -148,11 +149,10 @@ class _TrainingRun:
         self.model.zero_grad(set_to_none=True)  # a step that ran out of memory runs again from the start
         self.runtime.free_memory()
 
-    def train_epoch(self, epoch: int, progress: Any = None) -> tuple[float, int]:
+    def train_epoch(self, epoch: int, progress: FitProgress) -> tuple[float, int]:
         """One pass over the training examples; returns the mean training loss and examples seen."""
         self.epoch = epoch
         self.model.train()
-        step_task = progress.add_task(f"train epoch {epoch}", total=self.steps_per_epoch) if progress else None
         total_loss, seen = 0.0, 0
         for step_positions in bucketed_batches(self.train_lengths, self.effective, seed=self.job.seed, epoch=epoch):
             indices = self.train_idx[step_positions]
@@ -161,17 +161,14 @@ class _TrainingRun:
             self.optimizer_steps += 1
             optimizer_step(self.model, self.optimizer, self.scheduler, self.scaler, self.train.max_grad_norm,
                            after_step=self._after_step)
-            if progress:
-                progress.advance(step_task)
-        if progress:
-            progress.remove_task(step_task)
+            progress.step_finished(len(indices))
         return total_loss / max(1, seen), seen
 
     def _after_step(self) -> None:
         self.peft.after_optimizer_step(self.core.encoder, self.optimizer_steps)
 
     def validate(self, epoch: int, train_loss: float, seen: int, train_seconds: float, start: float,
-                 progress: Any = None) -> EpochReport:
+                 progress: FitProgress) -> EpochReport:
         """Score the validation split (at the epoch's tuned threshold when asked) and report it."""
         job = self.job
         probs, val_loss = predict_probs(self.model, self.runtime, job.encoded, self.val_idx, self.labels,

@@ -10,20 +10,24 @@ from torch import nn
 
 from criteria.data.batching import iterate, sorted_batches
 from criteria.data.tokens import EncodedPairs
+from criteria.engine.progress import FitProgress
 
 __all__ = ["predict_probs"]
 
 
 def predict_probs(model: nn.Module, runtime: Any, encoded: EncodedPairs, indices: np.ndarray,
                   labels: Sequence[int] | None, pad_token_id: int, batch_size: int,
-                  loss_fn: nn.Module | None = None, progress: Any = None) -> tuple[np.ndarray, float]:
-    """Positive-class probabilities for ``indices`` (in that order), and the mean loss if asked."""
+                  loss_fn: nn.Module | None = None, progress: FitProgress | None = None,
+                  ) -> tuple[np.ndarray, float]:
+    """Positive-class probabilities for ``indices`` (in that order), and the mean loss if asked;
+    ``progress`` hears of each batch."""
     model.eval()
     labels = labels if labels is not None else [0] * len(encoded)
     probs = np.zeros(len(indices), dtype=np.float64)
     where = {int(index): row for row, index in enumerate(indices)}
     batches = [indices[p] for p in sorted_batches(encoded.lengths[indices], batch_size)]
-    task = progress.add_task("evaluate", total=len(batches)) if progress else None
+    if progress:
+        progress.validation_started(len(batches))
     total_loss = 0.0
     with torch.inference_mode():
         for batch in iterate(encoded, batches, labels, pad_token_id):
@@ -37,7 +41,5 @@ def predict_probs(model: nn.Module, runtime: Any, encoded: EncodedPairs, indices
             for index, p in zip(batch.indices.cpu().tolist(), batch_probs):
                 probs[where[index]] = p
             if progress:
-                progress.advance(task)
-    if progress:
-        progress.remove_task(task)
+                progress.validation_step()
     return probs, total_loss / max(1, len(indices))

@@ -44,6 +44,11 @@ class Runtime:
     gradient_checkpointing: bool = False
     attention: str | None = None
     probe_batch_size: bool = False
+    summary: str = ""  # what was chosen and why, for the run header ("cpu, 2 threads, fp32: ...")
+
+    def describe(self) -> str:
+        """One line for the run header: the backend's summary, or the device and precision."""
+        return self.summary or f"{self.device}, {self.precision}"
 
     def __post_init__(self) -> None:
         try:

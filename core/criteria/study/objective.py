@@ -18,6 +18,7 @@ from criteria.engine.job import EpochReport, TrainingDiverged
 from criteria.spec.load import Spec
 from criteria.study.pareto import dominates, order_front
 from criteria.study.prepare import PreparedData, make_job
+from criteria.study.progress import StudyProgress
 from criteria.study.single import save_run_model
 from criteria.study.tracking import StudyTracker
 
@@ -45,8 +46,9 @@ class Objective:
     """The function Optuna calls per trial: sample, train every split, reduce, track."""
 
     def __init__(self, spec: Spec, data: PreparedData, tracker: StudyTracker | None,
-                 on_epoch: Callable[[int, EpochReport], None] | None = None, keep_folder: Path | None = None) -> None:
-        self.spec, self.data, self.tracker, self.on_epoch = spec, data, tracker, on_epoch
+                 progress: StudyProgress | None = None, keep_folder: Path | None = None) -> None:
+        self.spec, self.data, self.tracker = spec, data, tracker
+        self.progress = progress or StudyProgress()
         self.keep_folder = keep_folder  # where the best trial's model is kept (export = "keep")
         if spec.data.split == "kfold":
             self.splits = kfold(data.corpus, data.study_indices, spec.data.folds, spec.study.seed)
@@ -68,6 +70,7 @@ class Objective:
             config = self.spec.space.suggest(trial)
         except ValidationError as exc:  # a sampled combination a plugin's Config rejects
             return self._fail(trial, None, f"invalid configuration: {exc.errors()[0]['msg']}")
+        self.progress.trial_started(trial.number)
         params = config.params()
         run_id = None
         if self.tracker:
@@ -83,7 +86,7 @@ class Objective:
                 report = self._reporter(trial, run_id, fold, epochs, len(self.splits))
                 job = make_job(self.spec, self.data, config, split.train, split.validation, callbacks=[report],
                                runtime=runtime)
-                result = fit(job)
+                result = fit(job, self.progress)
                 first_fold = first_fold or result
                 fold_values.append(self._fold_value(result.history))
                 if self.per_fold:  # pruners that compare trials fold by fold (Wilcoxon)
@@ -163,8 +166,6 @@ class Objective:
                 if folds > 1:
                     metrics.update({f"fold{fold}/{k}": v for k, v in list(metrics.items())})
                 self.tracker.log_metrics(run_id, metrics, step)
-            if self.on_epoch:
-                self.on_epoch(trial.number, epoch)
             if self.per_epoch and trial.should_prune():
                 raise optuna.TrialPruned(f"pruned at fold {fold}, epoch {epoch.epoch} ({epoch.value:.4f})")
 

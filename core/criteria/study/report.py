@@ -17,6 +17,7 @@ from criteria.engine.model import MODEL_FILE, load_classifier
 from criteria.spec.load import Spec
 from criteria.study.pareto import exported_trial, order_front
 from criteria.study.prepare import PreparedData, baseline_metrics, evaluate_indices, make_job
+from criteria.study.progress import StudyProgress
 from criteria.study.runner import BEST_MODEL_FOLDER
 from criteria.study.single import save_run_model
 from criteria.study.tracking import StudyTracker
@@ -81,13 +82,15 @@ def write_plots(study: Any, folder: Path, metrics: Sequence[str] = ()) -> list[P
 
 
 def export_best(study: Any, spec: Spec, data: PreparedData, output: Path,
-                tracker: StudyTracker | None, progress: Any = None) -> Export | None:
+                tracker: StudyTracker | None, progress: StudyProgress | None = None) -> Export | None:
     """The best model as a run folder ``criteria predict`` loads, evaluated on the held-out test
     posts next to the TF-IDF baseline. With ``export = "keep"`` the study already saved the best
     trial's own model; with ``"refit"`` the best configuration is retrained (same split and seed).
     With several objectives "best" is the Pareto front's best trial on the first metric."""
     import optuna
 
+    if progress:
+        progress.export_started()
     output.mkdir(parents=True, exist_ok=True)
     plots = write_plots(study, output / "plots", spec.study.metrics)
     _log(tracker, plots, "plots")

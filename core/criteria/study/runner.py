@@ -14,14 +14,14 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from criteria.engine.job import EpochReport
 from criteria.plugin.ranges import Categorical, choice_label
 from criteria.spec.load import Spec
 from criteria.study.objective import FAILURE_ATTR, INTERRUPTED_ATTR, Objective
 from criteria.study.pareto import FrontTrial, exported_trial, order_front
 from criteria.study.prepare import PreparedData, prepare_data
+from criteria.study.progress import StudyPlan, StudyProgress
 from criteria.study.storage import load_study, storage_url
 from criteria.study.tracking import StudyTracker, git_commit, hardware, redact
 
@@ -60,12 +60,16 @@ def finished_trials(study: Any) -> int:
     )
 
 
-def run_study(spec: Spec, *, track: bool = True, on_trial: Callable[[Any], None] | None = None,
-              on_epoch: Callable[[int, EpochReport], None] | None = None, output: Path | None = None) -> tuple[Any, StudySummary, PreparedData, StudyTracker | None]:
-    """Create or resume the spec's study and run the trials still missing."""
+def run_study(spec: Spec, *, track: bool = True, progress: StudyProgress | None = None,
+              output: Path | None = None) -> tuple[Any, StudySummary, PreparedData, StudyTracker | None]:
+    """Create or resume the spec's study and run the trials still missing; ``progress`` hears of
+    the study, each trial and each epoch."""
     import optuna
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # Optuna logs every failed trial with its traceback, Ctrl-C included; the objective records
+    # the failures users can act on, and the CLI says what an interruption means.
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    progress = progress or StudyProgress()
     start = time.perf_counter()
     study = load_study(spec)
     enqueue_starting_points(study, spec)
@@ -80,19 +84,21 @@ def run_study(spec: Spec, *, track: bool = True, on_trial: Callable[[Any], None]
             "criteria.storage": redact(storage_url(spec)), "criteria.spec_file": str(spec.path),
         })
     keep = output / BEST_MODEL_FOLDER if output is not None and spec.study.export == "keep" else None
-    objective = Objective(spec, data, tracker, on_epoch, keep)
+    objective = Objective(spec, data, tracker, progress, keep)
     wanted = spec.study.trials
+    timeout = spec.study.timeout_minutes * 60 if spec.study.timeout_minutes else None
+    progress.study_started(StudyPlan(spec.study.name, wanted, finished_trials(study), timeout,
+                                     spec.space.default().backend.build().describe(), data.corpus.summary()))
 
     def stop_when_done(study: Any, trial: Any) -> None:
-        if on_trial:
-            on_trial(trial)
-        if wanted is not None and finished_trials(study) >= wanted:
+        finished = finished_trials(study)
+        progress.trial_finished(trial, finished)
+        if wanted is not None and finished >= wanted:
             study.stop()
 
     interrupted = False
     remaining = None if wanted is None else wanted - finished_trials(study)
     if remaining is None or remaining > 0:
-        timeout = spec.study.timeout_minutes * 60 if spec.study.timeout_minutes else None
         try:
             # No n_trials: the callback stops once enough trials count, so a trial that failed
             # without a recorded reason (an interruption) is run again rather than lost.

@@ -21,6 +21,7 @@ from criteria.engine.job import FitResult
 from criteria.engine.model import NUM_LABELS, save_classifier
 from criteria.spec.load import Spec
 from criteria.study.prepare import PreparedData, baseline_metrics, evaluate_indices, make_job, prepare_data
+from criteria.study.progress import StudyProgress
 
 __all__ = ["RunResult", "save_run_model", "train_from_spec", "write_resolved_spec"]
 
@@ -35,12 +36,15 @@ class RunResult:
     seconds: float
 
 
-def train_from_spec(spec: Spec, output: Path, *, progress: Any = None, baseline: bool = True) -> RunResult:
+def train_from_spec(spec: Spec, output: Path, *, progress: StudyProgress | None = None,
+                    baseline: bool = True) -> RunResult:
     """Train the spec's single configuration (frozen values, else defaults) and write a run folder."""
     start = time.perf_counter()
     data = prepare_data(spec)
     config = spec.space.default()
     runtime = config.backend.build()
+    if progress:
+        progress.run_started(runtime.describe(), data.corpus.summary())
     split = holdout(data.corpus, data.study_indices, spec.data.validation_fraction, spec.study.seed)
     job = make_job(spec, data, config, split.train, split.validation, runtime=runtime)
     result = fit(job, progress=progress)
