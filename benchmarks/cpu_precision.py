@@ -23,10 +23,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=4)
     args = parser.parse_args()
 
-    from transformers import AutoModel
-
     from criteria import hardware
-    from criteria.engine.model import embedded_model_path
+    from criteria.engine.model_source import embedded_model_path
+    from transformers import AutoModel
 
     torch.set_num_threads(hardware.usable_cores())
     native = hardware.cpu_bf16_support()

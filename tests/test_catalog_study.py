@@ -16,7 +16,7 @@ import pytest
 from criteria.data.loaders import embedded_corpus
 from criteria.plugin.registry import get_registry
 from criteria.spec.load import load_spec
-from criteria.study.objective import FAILURE_ATTR
+from criteria.study.outcomes import FAILURE_ATTR
 from criteria.study.runner import run_study
 from criteria.study.storage import load_study
 

@@ -14,12 +14,12 @@ from criteria.data.corpus import Corpus, Criterion, DataError, Pair
 from criteria.data.loaders import (
     embedded_corpus,
     embedded_criteria,
-    load_corpus,
     load_criteria_json,
     load_pairs_csv,
     load_redsm5,
     write_pairs_csv,
 )
+from criteria.data.sources import load_corpus
 from criteria.data.splits import Split, holdout, kfold, test_split
 from criteria.errors import CriteriaError
 from criteria.spec.schema import DataSection

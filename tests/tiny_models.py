@@ -25,7 +25,7 @@ class NanLoss(LossPlugin):
 
 def save_tiny_model(folder: Path, family: str = "bert") -> Path:
     import transformers
-    from criteria.engine.model import embedded_model_path
+    from criteria.engine.model_source import embedded_model_path
 
     tokenizer = transformers.AutoTokenizer.from_pretrained(embedded_model_path())
     shape = dict(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,

@@ -17,7 +17,7 @@ from typing import Any, Iterator
 
 from rich.console import Console
 
-from criteria.study.objective import FAILURE_ATTR, INTERRUPTED_ATTR
+from criteria.study.outcomes import FAILURE_ATTR, INTERRUPTED_ATTR
 from criteria.study.progress import StudyPlan, StudyProgress
 
 __all__ = ["LogLines", "TerminalBars", "study_progress"]

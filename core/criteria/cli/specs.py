@@ -10,10 +10,16 @@ from criteria.errors import render_value
 
 @app.command()
 def validate(spec: Path = SpecArg) -> None:
-    """Check a spec against the schema and the installed plugins, without running anything."""
+    """Check a spec against the schema and the installed plugins, and its data files and model, without
+    training or loading a model."""
+    from criteria.spec.inputs import check_inputs
+
     loaded = open_spec(spec)
+    inputs = check_inputs(loaded)
     dims = len(loaded.space.dimensions())
-    console.print(f"[green]ok[/]: {spec} is valid ({dims} search dimensions).")
+    console.print(f"[green]ok[/]: {spec} is valid ({dims} search dimensions).", highlight=False)
+    console.print(f"data: {inputs.data}", highlight=False)
+    console.print(f"model: {inputs.model}", highlight=False)
 
 
 @app.command()

@@ -24,23 +24,27 @@ from criteria.data.loaders import (
     embedded_corpus,
     embedded_criteria,
     embedded_folder,
-    load_corpus,
     load_criteria_json,
     load_pairs_csv,
+    load_post_labels,
     load_redsm5,
     write_pairs_csv,
 )
+from criteria.data.sources import FORMATS, DataSource, detect_format, load_corpus
 from criteria.data.splits import Split, holdout, kfold, test_split
 
 __all__ = [
     "CRITERION_NAMES",
     "STANDARD_IDS",
     "Corpus",
+    "DataSource",
+    "FORMATS",
     "Criterion",
     "DataError",
     "EvidencePairs",
     "Pair",
     "Split",
+    "detect_format",
     "embedded_corpus",
     "embedded_criteria",
     "embedded_folder",
@@ -49,6 +53,7 @@ __all__ = [
     "load_corpus",
     "load_criteria_json",
     "load_pairs_csv",
+    "load_post_labels",
     "load_redsm5",
     "normalize_text",
     "test_split",

@@ -19,7 +19,7 @@ from dataclasses import replace
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
-from typing import Callable, Iterable, Protocol, Sequence, Union
+from typing import Iterable, Sequence, Union
 
 from criteria.data.corpus import (
     CRITERION_NAMES,
@@ -31,14 +31,6 @@ from criteria.data.corpus import (
     normalize_text,
 )
 from criteria.errors import CriteriaWarning, did_you_mean
-
-
-class DataSource(Protocol):
-    """What :func:`load_corpus` needs to find a corpus (a spec's ``[data]`` section is one)."""
-
-    format: str
-    path: Path | None
-    criteria: Path | None
 
 PathLike = Union[str, Path, Traversable]
 CriteriaArg = Union[Sequence[Criterion], str, Path, None]
@@ -125,6 +117,13 @@ def _read_csv(path: Path | Traversable, columns: tuple[str, ...], *, what: str,
     return rows
 
 
+def read_header(path: Path | Traversable) -> list[str]:
+    """The column names on a CSV file's first line (empty for an empty file); errors as
+    :func:`_read_csv` gives them."""
+    reader = csv.reader(io.StringIO(_read_text(path).split("\n", 1)[0], newline=""))
+    return [name.strip() for name in next(reader, [])]
+
+
 def _status(value: str, *, file: object, row: int, column: str) -> int:
     try:
         return _STATUS[value.strip()]
@@ -190,39 +189,53 @@ class _PostTable:
         return self.texts
 
 
-class _CriterionLookup:
-    """Maps a criterion written as id or name to its id; standard criteria outside the active set
-    resolve to None (the user chose a subset)."""
+#: Labels of the ReDSM5 release that name no criterion: rows carrying them are skipped (and
+#: counted in one line) unless ``ignore_labels`` says otherwise.
+IGNORED_LABELS = ("SPECIAL_CASE", "NO_SYMPTOMS")
 
-    def __init__(self, criteria: Sequence[Criterion]) -> None:
+
+class _CriterionLookup:
+    """Maps a criterion written as id or name to its id. Standard criteria outside the active set
+    resolve to None (the user chose a subset), and so do the labels in ``ignore_labels`` (labels
+    that are not criteria); both are counted for one summary line. Anything else is an error."""
+
+    def __init__(self, criteria: Sequence[Criterion], ignore_labels: Iterable[str] = IGNORED_LABELS) -> None:
         self.ids: dict[str, str] = {}
         self.listing = ", ".join(c.id if c.name == c.id else f"{c.id} ({c.name})" for c in criteria)
         for criterion in criteria:
             self.ids[criterion.id] = criterion.id
             self.ids[criterion.name] = criterion.id
-        self.ignored: dict[str, int] = defaultdict(int)
+        self.ignore_labels = frozenset(label.strip() for label in ignore_labels)
+        self.outside_subset: dict[str, int] = defaultdict(int)
+        self.not_criteria: dict[str, int] = defaultdict(int)
 
     def resolve(self, value: str, *, file: object, row: int, column: str) -> str | None:
         key = value.strip()
         if key in self.ids:
             return self.ids[key]
         if key in CRITERION_NAMES or key in STANDARD_IDS:
-            self.ignored[key] += 1
+            self.outside_subset[key] += 1
             return None
+        if key in self.ignore_labels:
+            self.not_criteria[key] += 1
+            return None
+        ignored = ", ".join(sorted(self.ignore_labels)) or "none"
         raise DataError(
             f"unknown criterion {value!r}{_suggest(key, [*self.ids, *CRITERION_NAMES])}",
             file=file, row=row, column=column,
-            hint=f"use one of the criteria, by id or name: {self.listing} "
-            "(or add the criterion to the criteria JSON)",
+            hint=f"use one of the criteria, by id or name: {self.listing} (or add the criterion to the "
+            f"criteria JSON); a label that is no criterion can be skipped with data.ignore_labels "
+            f"(now: {ignored})",
         )
 
     def warn_ignored(self, file: object) -> None:
-        if self.ignored:
-            rows = sum(self.ignored.values())
-            warnings.warn(
-                f"ignored {rows} row{'s' if rows != 1 else ''} in {_name(file)} for criteria not in the "
-                f"criteria file: {', '.join(sorted(self.ignored))}", CriteriaWarning, stacklevel=3,
-            )
+        for counts, why in ((self.outside_subset, "for criteria not in the criteria file"),
+                            (self.not_criteria, "with labels that are not criteria (data.ignore_labels)")):
+            if counts:
+                rows = sum(counts.values())
+                labels = ", ".join(f"{label} ({n})" for label, n in sorted(counts.items()))
+                warnings.warn(f"ignored {rows} row{'s' if rows != 1 else ''} in {_name(file)} {why}: {labels}",
+                              CriteriaWarning, stacklevel=3)
 
 
 def _name(file: object) -> str:
@@ -302,32 +315,71 @@ def _criteria(criteria: CriteriaArg) -> tuple[Criterion, ...]:
 # Corpora
 
 _REDSM5_HINT = "a ReDSM5 folder holds posts.csv (post_id,text) and annotations.csv " \
-    "(post_id,sentence_id,sentence_text,DSM5_symptom,status,explanation)"
+    "(post_id,sentence_id,sentence_text,DSM5_symptom,status,explanation), or the release's " \
+    "redsm5_posts*.csv and redsm5_annotations*.csv; or name the files with data.posts and data.annotations"
+# The names each file goes by: ours, then the official release's (redsm5_posts.csv, ...).
+_REDSM5_FILES = {"posts": ("posts.csv", "redsm5_posts*.csv"),
+                 "annotations": ("annotations.csv", "redsm5_annotations*.csv")}
+
+
+def _find_redsm5_file(folder: Path | Traversable, role: str) -> Path | Traversable | None:
+    """The folder's posts or annotations file, by the names :data:`_REDSM5_FILES` lists; None when
+    there is none. Two release files matching one pattern are ambiguous: an error."""
+    exact, pattern = _REDSM5_FILES[role]
+    if (folder / exact).is_file():
+        return folder / exact
+    if not isinstance(folder, Path):  # package resources: exact names only
+        return None
+    matches = sorted(p for p in folder.glob(pattern) if p.is_file())
+    if len(matches) > 1:
+        raise DataError(f"several {role} files: {', '.join(p.name for p in matches)}", file=folder,
+                        hint=f"name the one to use with data.{role}")
+    return matches[0] if matches else None
+
+
+def _redsm5_paths(given: Path | Traversable, annotations: PathLike | None
+                  ) -> tuple[Path | Traversable, Path | Traversable, str]:
+    """The posts and annotations files for a folder or a posts file, and how the annotations file
+    was found (for errors: a guessed path is not one the user wrote)."""
+    if given.is_dir():
+        posts = _find_redsm5_file(given, "posts")
+        if posts is None:
+            raise DataError("posts file not found (looked for posts.csv and redsm5_posts*.csv in the folder)",
+                            file=given / "posts.csv", hint=_REDSM5_HINT)
+        folder = given
+    elif given.is_file():
+        posts, folder = given, given.parent if isinstance(given, Path) else None
+    else:
+        raise DataError("not found", file=given, hint=f"give a ReDSM5 folder or its posts file; {_REDSM5_HINT}")
+    if annotations is not None:
+        return posts, _as_path(annotations), "data.annotations"
+    found = _find_redsm5_file(folder, "annotations") if folder is not None else None
+    if found is None:
+        where = f"beside {_name(posts)}" if given.is_file() else "in the folder"
+        raise DataError(f"annotations file not found {where} (looked for annotations.csv and "
+                        "redsm5_annotations*.csv)", file=(folder or given) / "annotations.csv",
+                        hint="name it with data.annotations = \"...\"")
+    return posts, found, "found in the data folder" if given.is_dir() else f"guessed: beside {_name(given)}"
 
 
 def load_redsm5(folder_or_posts: PathLike, annotations: PathLike | None = None, *,
-                criteria: CriteriaArg = None) -> Corpus:
-    """A ReDSM5-format corpus: a folder with ``posts.csv`` and ``annotations.csv``, or the path of
-    ``posts.csv`` (``annotations`` defaults to ``annotations.csv`` beside it).
+                criteria: CriteriaArg = None, ignore_labels: Iterable[str] = IGNORED_LABELS) -> Corpus:
+    """A ReDSM5-format corpus: a folder with ``posts.csv`` and ``annotations.csv`` (or the release's
+    ``redsm5_posts*.csv`` and ``redsm5_annotations*.csv``), or the path of the posts file
+    (``annotations`` defaults to the annotations file beside it).
 
     A (post, criterion) pair is positive iff some annotation of that post and symptom has
     status 1; every other pair is negative. The status-1 sentences are kept as evidence.
     ``criteria``: criteria, or the path of a criteria JSON (default: the embedded criteria).
+    Annotation rows labelled with one of ``ignore_labels`` (labels that are no criterion, such as
+    the release's SPECIAL_CASE) are skipped and counted in one warning.
     """
     given = _as_path(folder_or_posts)
-    if given.is_dir():
-        folder, posts_path = given, given / "posts.csv"
-    elif given.is_file():
-        folder, posts_path = None, given
-    else:
-        raise DataError("not found", file=given,
-                        hint=f"give a ReDSM5 folder or its posts.csv; {_REDSM5_HINT}")
-    if annotations is not None:
-        annotations_path = _as_path(annotations)
-    elif folder is not None:
-        annotations_path = folder / "annotations.csv"
-    else:
-        annotations_path = Path(posts_path).with_name("annotations.csv")
+    posts_path, annotations_path, how = _redsm5_paths(given, annotations)
+    if not annotations_path.is_file():
+        problem = "is a folder, not a file" if annotations_path.is_dir() else "annotations file not found"
+        raise DataError(f"{problem} ({how})", file=annotations_path,
+                        hint="check data.annotations (relative paths are resolved against the spec file's folder)")
     active = _criteria(criteria)
 
     rows = _read_csv(posts_path, POSTS_COLUMNS, what="posts file", hint=_REDSM5_HINT)
@@ -336,7 +388,7 @@ def load_redsm5(folder_or_posts: PathLike, annotations: PathLike | None = None, 
         table.add(row, values["post_id"], values["text"])
     posts = table.finish(len(rows))
 
-    lookup = _CriterionLookup(active)
+    lookup = _CriterionLookup(active, ignore_labels)
     positive: set[tuple[str, str]] = set()
     evidence: dict[tuple[str, str], list[str]] = defaultdict(list)
     known_ids = list(table.first_row)
@@ -365,11 +417,11 @@ def load_redsm5(folder_or_posts: PathLike, annotations: PathLike | None = None, 
              tuple(dict.fromkeys(evidence.get((post_id, c.id), ()))))
         for post_id in posts for c in active
     )
-    source = str(folder) if folder is not None else str(posts_path)
-    return Corpus(posts=posts, criteria=active, pairs=pairs, source=source)
+    return Corpus(posts=posts, criteria=active, pairs=pairs, source=str(given))
 
 
-def load_pairs_csv(path: PathLike, *, criteria: CriteriaArg = None) -> Corpus:
+def load_pairs_csv(path: PathLike, *, criteria: CriteriaArg = None,
+                   ignore_labels: Iterable[str] = IGNORED_LABELS) -> Corpus:
     """A flat CSV with one row per pair: ``post_id,text,criterion_id,status`` (the rows of one
     post repeat its text). ``criterion_id`` may be an id (``A.1``) or a name (``DEPRESSED_MOOD``).
 
@@ -381,7 +433,7 @@ def load_pairs_csv(path: PathLike, *, criteria: CriteriaArg = None) -> Corpus:
     rows = _read_csv(path, PAIRS_COLUMNS, what="pairs file",
                      hint="a pairs CSV has the columns post_id,text,criterion_id,status")
     table = _PostTable(path)
-    lookup = _CriterionLookup(active)
+    lookup = _CriterionLookup(active, ignore_labels)
     labels: dict[tuple[str, str], tuple[int, int]] = {}
     for row, values in rows:
         post_id = table.add(row, values["post_id"], values["text"])
@@ -408,6 +460,47 @@ def load_pairs_csv(path: PathLike, *, criteria: CriteriaArg = None) -> Corpus:
     return Corpus(posts=posts, criteria=kept, pairs=pairs, source=str(path))
 
 
+POST_LABELS_COLUMNS = ("text", "labels")
+_POST_LABELS_HINT = "a post-level file has the columns text,labels[,explanation]; labels are symptom names " \
+    "separated by ';' (empty: no criterion met)"
+
+
+def post_id_of(text: str) -> str:
+    """A stable id for a post known only by its text (the post-level layout has no ids): the same
+    text always gets the same id, on any machine."""
+    import hashlib
+
+    return "post-" + hashlib.sha256(normalize_text(text).encode("utf-8")).hexdigest()[:12]
+
+
+def load_post_labels(path: PathLike, *, criteria: CriteriaArg = None,
+                     ignore_labels: Iterable[str] = IGNORED_LABELS) -> Corpus:
+    """The post-level ReDSM5 layout: one row per post, ``text,labels[,explanation]``, ``labels``
+    the symptom names it shows separated by ``;``. Every (post, criterion) pair is labelled: met
+    iff the criterion is listed. Post ids are derived from the text (:func:`post_id_of`); a text
+    listed twice must carry the same labels."""
+    path = _as_path(path)
+    active = _criteria(criteria)
+    rows = _read_csv(path, POST_LABELS_COLUMNS, what="post-level file", hint=_POST_LABELS_HINT)
+    table = _PostTable(path)
+    lookup = _CriterionLookup(active, ignore_labels)
+    met: dict[str, tuple[frozenset[str], int]] = {}
+    for row, values in rows:
+        post_id = table.add(row, post_id_of(values["text"]), values["text"])
+        names = [name for name in re.split(r"[;|]", values["labels"]) if name.strip()]
+        found = frozenset(filter(None, (lookup.resolve(name, file=path, row=row, column="labels") for name in names)))
+        if post_id is None:
+            continue
+        if post_id in met and met[post_id][0] != found:
+            raise DataError(f"this post's text is also on row {met[post_id][1]}, with other labels", file=path,
+                            row=row, column="labels", hint="keep one row per post, or give both rows the same labels")
+        met.setdefault(post_id, (found, row))
+    posts = table.finish(len(rows))
+    lookup.warn_ignored(path)
+    pairs = tuple(Pair(post_id, c.id, int(c.id in met[post_id][0])) for post_id in posts for c in active)
+    return Corpus(posts=posts, criteria=active, pairs=pairs, source=str(path))
+
+
 def write_pairs_csv(corpus: Corpus, path: str | Path) -> Path:
     """Write ``corpus`` as a pairs CSV (``post_id,text,criterion_id,status``); returns the path.
     ``load_pairs_csv(path, criteria=corpus.criteria)`` gives back the same corpus (evidence aside)."""
@@ -422,7 +515,7 @@ def write_pairs_csv(corpus: Corpus, path: str | Path) -> Path:
 
 
 # --------------------------------------------------------------------------------------------
-# The embedded corpus, and a corpus by format and path
+# The embedded corpus
 
 
 def embedded_folder() -> Traversable:
@@ -441,46 +534,20 @@ def embedded_corpus(criteria: CriteriaArg = None) -> Corpus:
     return replace(corpus, source=EMBEDDED_SOURCE)
 
 
-_LOADERS: dict[str, Callable[..., Corpus]] = {
-    "redsm5": load_redsm5,
-    "pairs": load_pairs_csv,
-}
-
-
-def _resolve(path: Path, base_dir: Path) -> Path:
-    path = Path(path).expanduser()
-    return path if path.is_absolute() else Path(base_dir) / path
-
-
-def load_corpus(section: DataSource, base_dir: Path) -> Corpus:
-    """The corpus a :class:`DataSource` (a spec's ``[data]`` section) names. Relative paths are resolved against
-    ``base_dir`` (the spec file's folder); no path means the embedded corpus; ``criteria``, when
-    given, replaces the default criteria."""
-    criteria = load_criteria_json(_resolve(section.criteria, base_dir)) if section.criteria else None
-    if section.path is None:
-        if section.format != "redsm5":
-            raise DataError(f'data.format = "{section.format}" needs data.path',
-                            hint="set data.path to your file, or drop data.format to use the embedded corpus")
-        return embedded_corpus(criteria)
-    try:
-        loader = _LOADERS[section.format]
-    except KeyError:
-        raise DataError(f"unknown data format {section.format!r}{did_you_mean(section.format, _LOADERS)}",
-                        hint=f"known formats: {', '.join(_LOADERS)}") from None
-    return loader(_resolve(section.path, base_dir), criteria=criteria)
-
-
 __all__ = [
     "ANNOTATION_COLUMNS",
-    "DataSource",
+    "IGNORED_LABELS",
     "PAIRS_COLUMNS",
     "POSTS_COLUMNS",
+    "POST_LABELS_COLUMNS",
     "embedded_corpus",
     "embedded_criteria",
     "embedded_folder",
-    "load_corpus",
     "load_criteria_json",
     "load_pairs_csv",
+    "load_post_labels",
     "load_redsm5",
+    "post_id_of",
+    "read_header",
     "write_pairs_csv",
 ]

@@ -7,9 +7,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
-from criteria.plugin.base import Plugin
+from criteria.plugin.base import Plugin, StrictModel
 from criteria.plugin.fields import BoolParam, ChoiceParam, FloatParam, IntParam
 from criteria.plugin.kinds import (
     KINDS,
@@ -25,7 +25,7 @@ from criteria.plugin.ranges import choice_label
 __all__ = ["TrainConfig", "TrialConfig"]
 
 
-class TrainConfig(BaseModel):
+class TrainConfig(StrictModel):
     """Knobs shared by every trial whatever its plugins (epochs, batches, dropout, freezing, ...).
     Fixed at their defaults unless the spec gives a value or a range."""
 

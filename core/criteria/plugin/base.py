@@ -12,18 +12,47 @@ level: import them inside ``build``.
 from __future__ import annotations
 
 import importlib.util
+import types
+import typing
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal, Union
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
 
 from criteria import hardware
 
 __all__ = ["Availability", "Plugin", "PluginConfig", "Requirements"]
 
 
-class PluginConfig(BaseModel):
+class StrictModel(BaseModel):
+    """Config models whose values come from TOML: unknown keys are errors, and a bool is never
+    taken for a number (pydantic would read ``trials = true`` as 1)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _a_bool_is_not_a_number(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, bool) and info.field_name is not None:
+            field = cls.model_fields.get(info.field_name)
+            if field is not None and not _admits_bool(field.annotation):
+                raise ValueError("a bool (true or false) is not accepted here")
+        return value
+
+
+def _admits_bool(annotation: Any) -> bool:
+    if annotation is bool or annotation is Any:
+        return True
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) is Literal:
+        return any(isinstance(arg, bool) for arg in args)
+    if typing.get_origin(annotation) in (Union, types.UnionType):
+        return any(_admits_bool(arg) for arg in args)
+    return False
+
+
+class PluginConfig(StrictModel):
     """Base for a plugin's ``Config``: unknown keys are errors, values are checked on assignment."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)

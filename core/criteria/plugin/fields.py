@@ -32,7 +32,7 @@ from criteria.plugin.ranges import Categorical, FloatRange, IntRange, SearchRang
 
 __all__ = [
     "BoolParam", "ChoiceParam", "FloatParam", "IntParam", "Param", "bounds_text", "coerce",
-    "contract_errors", "declared_range", "params_of", "range_error",
+    "contract_errors", "declared_range", "error_message", "params_of", "range_error",
 ]
 
 
@@ -156,6 +156,11 @@ def params_of(config_cls: type[BaseModel]) -> dict[str, Param]:
     }
 
 
+def error_message(error: Any) -> str:
+    """A pydantic error's message as a user reads it: without pydantic's "Value error, " prefix."""
+    return str(error["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
+
+
 def coerce(config_cls: type[BaseModel], name: str, value: Any) -> tuple[Any, str | None]:
     """``(validated value, None)``, or ``(None, why it is invalid)`` for field ``name`` alone.
 
@@ -168,7 +173,7 @@ def coerce(config_cls: type[BaseModel], name: str, value: Any) -> tuple[Any, str
         errors = exc.errors(include_url=False)
         mine = [e for e in errors if e["loc"][:1] == (name,)]
         if mine or any(e["loc"] for e in errors):
-            return None, (mine or errors)[0]["msg"]
+            return None, error_message((mine or errors)[0])
     # Only a model-level rule failed: validate the field on its own.
     from pydantic import TypeAdapter
 
@@ -176,7 +181,7 @@ def coerce(config_cls: type[BaseModel], name: str, value: Any) -> tuple[Any, str
     try:
         return TypeAdapter(typing.Annotated[field.annotation, field]).validate_python(value), None
     except ValidationError as exc:
-        return None, exc.errors(include_url=False)[0]["msg"]
+        return None, error_message(exc.errors(include_url=False)[0])
 
 
 def range_error(config_cls: type[BaseModel], name: str, search: SearchRange) -> str | None:
@@ -219,4 +224,4 @@ def contract_errors(config_cls: Any) -> list[str]:
 def _first_error(exc: ValidationError) -> str:
     error = exc.errors(include_url=False)[0]
     loc = ".".join(str(part) for part in error["loc"])
-    return f"{loc}: {error['msg']}" if loc else error["msg"]
+    return f"{loc}: {error_message(error)}" if loc else error_message(error)

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ValidationError
 from criteria.engine.config import TrainConfig
 from criteria.errors import CriteriaError, did_you_mean
 from criteria.plugin.base import Plugin
-from criteria.plugin.fields import params_of
+from criteria.plugin.fields import error_message, params_of
 from criteria.plugin.kinds import KINDS, Kind
 from criteria.plugin.registry import Registry
 from criteria.spec.errors import SpecError, SpecProblem
@@ -337,5 +337,5 @@ def _pydantic_problems(exc: ValidationError, section: str, model: type[BaseModel
         if isinstance(default, tuple) and len(default) == 1:  # ("macro_f1",) is written metric = "macro_f1"
             default = default[0]
         hint = f"the default is {default!r}" if default is not None else ""
-        problems.append(SpecProblem(key, error["msg"], given=error.get("input"), allowed=allowed, hint=hint))
+        problems.append(SpecProblem(key, error_message(error), given=error.get("input"), allowed=allowed, hint=hint))
     return problems

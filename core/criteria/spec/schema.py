@@ -22,12 +22,13 @@ from pydantic import (
 
 from criteria.engine.config import TrainConfig
 from criteria.engine.metric_names import OBJECTIVE_METRICS
+from criteria.plugin.base import StrictModel
 
 __all__ = ["CORE_SECTIONS", "DataSection", "ModelSection", "Section", "StudySection", "TrainConfig"]
 
 
-class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class Section(StrictModel):
+    """A core section: unknown keys are errors, and a bool is no number."""
 
 
 class StudySection(Section):
@@ -134,9 +135,21 @@ class StudySection(Section):
 class DataSection(Section):
     """Where the examples come from and how they are split. Paths are relative to the spec file."""
 
-    format: Literal["redsm5", "pairs"] = "redsm5"
+    format: Literal["auto", "redsm5", "pairs", "post_labels"] = Field(
+        "auto", description="auto: a folder is ReDSM5, a file's format is read from its header "
+                            "(pairs: post_id,text,criterion_id,status; post_labels: text,labels; redsm5: post_id,text).",
+    )
     path: Path | None = Field(None, description="Data folder or file (default: the embedded corpus).")
+    posts: Path | None = Field(None, description="A ReDSM5 posts file named explicitly (e.g. redsm5_posts.csv).")
+    annotations: Path | None = Field(
+        None, description="A ReDSM5 annotations file named explicitly (default: the one beside the posts).",
+    )
     criteria: Path | None = Field(None, description="Criteria JSON (default: the embedded criteria).")
+    ignore_labels: tuple[str, ...] = Field(
+        ("SPECIAL_CASE", "NO_SYMPTOMS"),
+        description="Symptom labels that are no criterion: their rows are skipped and counted in one line; "
+                    "any other unknown label is an error.",
+    )
     max_length: int = Field(256, ge=16, le=8192, description="Tokens per (post, criterion) pair.")
     split: Literal["holdout", "kfold"] = "holdout"
     folds: int = Field(5, ge=2, le=20, description="Number of folds when split = 'kfold'.")
@@ -146,6 +159,17 @@ class DataSection(Section):
         3, ge=0, le=64,
         description="Criteria each evidence sentence is paired with as not met, when training on evidence sentences.",
     )
+
+
+    @model_validator(mode="after")
+    def _one_way_to_name_the_posts(self) -> DataSection:
+        if self.posts is not None and self.path is not None:
+            raise ValueError("give data.path (a folder or file) or data.posts (with data.annotations), not both")
+        if self.posts is not None and self.format not in ("auto", "redsm5"):
+            raise ValueError(f'data.posts names ReDSM5 files; data.format = "{self.format}" reads data.path')
+        if self.annotations is not None and self.posts is None and self.path is None:
+            raise ValueError("data.annotations needs the posts it annotates: set data.posts or data.path")
+        return self
 
 
 class ModelSection(Section):

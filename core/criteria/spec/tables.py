@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from criteria.errors import did_you_mean, render_value
-from criteria.plugin.fields import Param, coerce, params_of, range_error
+from criteria.plugin.fields import Param, coerce, error_message, params_of, range_error
 from criteria.plugin.ranges import Categorical, FloatRange, IntRange, SearchRange
 from criteria.spec.errors import SpecProblem
 from criteria.spec.space import ConfigSpace
@@ -73,7 +73,7 @@ def build_config_space(
         except ValidationError as exc:
             for error in exc.errors(include_url=False):
                 problems.append(SpecProblem(
-                    prefix, f"invalid combination for {owner}: {error['msg']}",
+                    prefix, f"invalid combination for {owner}: {error_message(error)}",
                     given={k: v for k, v in table.items() if k in space.fixed},
                 ))
     if search_declared:

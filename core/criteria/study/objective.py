@@ -16,18 +16,14 @@ from criteria.data.splits import holdout, kfold
 from criteria.engine.fit import fit
 from criteria.engine.job import EpochReport, TrainingDiverged
 from criteria.spec.load import Spec
+from criteria.study.outcomes import FAILURE_ATTR, INTERRUPTED_ATTR
 from criteria.study.pareto import dominates, order_front
 from criteria.study.prepare import PreparedData, make_job
 from criteria.study.progress import StudyProgress
 from criteria.study.single import save_run_model
 from criteria.study.tracking import StudyTracker
 
-__all__ = ["FAILURE_ATTR", "INTERRUPTED_ATTR", "Objective", "reduce_epochs", "reduce_folds"]
-
-#: The user attribute that holds why a trial failed (diverged, out of memory, invalid configuration).
-FAILURE_ATTR = "failure_reason"
-#: The user attribute set on a trial stopped by Ctrl-C (it does not count as finished).
-INTERRUPTED_ATTR = "interrupted"
+__all__ = ["Objective", "reduce_epochs", "reduce_folds"]
 
 
 def reduce_epochs(history: list[EpochReport], how: str, direction: str, metric: str | None = None) -> float:

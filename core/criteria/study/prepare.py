@@ -11,7 +11,7 @@ import numpy as np
 
 from criteria.data.corpus import Corpus
 from criteria.data.evidence import EvidencePairs, with_evidence_pairs
-from criteria.data.loaders import load_corpus
+from criteria.data.sources import load_corpus
 from criteria.data.splits import test_split
 from criteria.data.tokens import encode_pairs
 from criteria.engine.config import TrialConfig

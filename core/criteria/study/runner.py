@@ -18,7 +18,8 @@ from typing import Any
 
 from criteria.plugin.ranges import Categorical, choice_label
 from criteria.spec.load import Spec
-from criteria.study.objective import FAILURE_ATTR, INTERRUPTED_ATTR, Objective
+from criteria.study.objective import Objective
+from criteria.study.outcomes import FAILURE_ATTR, INTERRUPTED_ATTR
 from criteria.study.pareto import FrontTrial, exported_trial, order_front
 from criteria.study.prepare import PreparedData, prepare_data
 from criteria.study.progress import StudyPlan, StudyProgress
