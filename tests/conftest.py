@@ -12,6 +12,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))  # tests/tiny_models.py
 
 FIXTURES = Path(__file__).parent / "fixtures"
+# Subprocesses get this long before a test calls them hung: a guard against hangs, never a speed
+# check (CI machines are shared and slow; no test may depend on wall time).
+HANG_GUARD_SECONDS = 1800
 
 
 @pytest.fixture(scope="session")
@@ -78,7 +81,8 @@ def cli():
     def run(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
         return subprocess.run(
             [sys.executable, "-m", "criteria.cli", *args],
-            capture_output=True, text=True, env={**os.environ, "COLUMNS": "200", **(env or {})}, cwd=cwd, timeout=120,
+            capture_output=True, text=True, env={**os.environ, "COLUMNS": "200", **(env or {})}, cwd=cwd,
+            timeout=HANG_GUARD_SECONDS,
         )
 
     return run

@@ -15,7 +15,7 @@ BUILTINS = ROOT / "plugins" / "criteria_builtins"
 
 # Lowest first: a module may import its own layer and those below it, never one above.
 LAYERS = ["root", "plugin", "data", "engine", "spec", "study", "cli"]
-ROOT_MODULES = {"errors", "cache", "hardware"}
+ROOT_MODULES = {"errors", "cache", "files", "hardware"}
 
 
 def _layer(module: str) -> str | None:

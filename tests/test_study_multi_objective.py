@@ -13,6 +13,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+from conftest import HANG_GUARD_SECONDS
 from criteria.errors import CriteriaError
 from criteria.plugin.registry import get_registry
 from criteria.spec.errors import SpecError
@@ -116,7 +117,7 @@ def test_run_prints_the_pareto_front_and_its_export_predicts(workdir, tiny_bert,
                       sampler='"tpe"', pruner=None, epochs=1)  # both maximized by default; the default pruner never prunes
     # the whole study in one command: more than the cli fixture's two minutes on a busy machine
     result = subprocess.run([sys.executable, "-m", "criteria.cli", "run", str(spec), "--no-track"], cwd=workdir,
-                            capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"}, timeout=900)
+                            capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"}, timeout=HANG_GUARD_SECONDS)
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout
     assert "2 complete, 0 pruned, 0 failed" in out and "Pareto front" in out

@@ -61,19 +61,22 @@ def _quiet_warnings() -> None:
     warnings.showwarning = _show_warning
 
 
-def main() -> None:
-    """Entry point: user errors print as messages, never as tracebacks."""
-    _quiet_warnings()
-    try:
-        listing_args = _plugins_list_args(sys.argv[1:])
-        if listing_args is not None:
-            plugins_list(**listing_args)
-            return
-        app()
-    except CriteriaError as exc:
-        err_console.print(Text("error: ", style="bold red") + Text(str(exc)), highlight=False, soft_wrap=True)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        err_console.print(INTERRUPTED_MESSAGE)
-        sys.exit(INTERRUPTED_EXIT)
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: user errors print as messages, never as tracebacks (exit status 2); Ctrl-C
+    prints one line (exit status 130). ``argv`` defaults to the command line."""
+    args = sys.argv[1:] if argv is None else argv
+    with warnings.catch_warnings():  # the filters are the command's own, restored after it
+        _quiet_warnings()
+        try:
+            listing_args = _plugins_list_args(args)
+            if listing_args is not None:
+                plugins_list(**listing_args)
+                return
+            app(args=args, prog_name="criteria")
+        except CriteriaError as exc:
+            err_console.print(Text("error: ", style="bold red") + Text(str(exc)), highlight=False, soft_wrap=True)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            err_console.print(INTERRUPTED_MESSAGE)
+            sys.exit(INTERRUPTED_EXIT)
 

@@ -19,6 +19,7 @@ from criteria.cli.app import (
     registry,
 )
 from criteria.cli.progress import study_progress
+from criteria.files import check_output_folder
 
 
 @app.command()
@@ -34,7 +35,8 @@ def train(
     from criteria.study.single import train_from_spec
 
     loaded = open_spec(spec)
-    folder = output or Path("runs") / f"{loaded.study.name}-{datetime.now():%Y%m%d-%H%M%S}"
+    folder = check_output_folder(output or Path("runs") / f"{loaded.study.name}-{datetime.now():%Y%m%d-%H%M%S}",
+                                 "run folder")
     config = loaded.space.default()
     console.print("training " + ", ".join(f"{k}=[cyan]{p.name}[/]" for k, p in config.plugins.items()))
     with study_progress(console, loaded.study.metric) as progress:
@@ -75,7 +77,7 @@ def run(
     from criteria.study.runner import run_study
 
     loaded = open_spec(spec)
-    folder = output or Path("outputs") / loaded.study.name
+    folder = check_output_folder(output or Path("outputs") / loaded.study.name)
     with study_progress(console, loaded.study.metric) as progress:
         study, summary, data, tracker = run_study(loaded, track=track, progress=progress, output=folder)
         export = None
@@ -115,6 +117,8 @@ def print_summary(summary, metric: str, export=None) -> None:
     table.add_row("tracking", summary.tracking)
     if export is not None:
         table.add_row("outputs", str(export.folder))
+        for note in export.notes:
+            table.add_row("note", note)
     console.print(table)
     if summary.front:
         console.print(_front_table(summary))

@@ -152,6 +152,7 @@ class _PostTable:
         self.texts: dict[str, str] = {}
         self.first_row: dict[str, int] = {}
         self.empty: set[str] = set()
+        self.repeats = 0  # rows that repeat a post already listed (same id, same text)
 
     def add(self, row: int, post_id: str, text: str) -> str | None:
         """The post id, or None when the post is empty (skipped)."""
@@ -168,6 +169,8 @@ class _PostTable:
                 hint=f"rows {self.first_row[post_id]} and {row} must repeat the same text, "
                 "or give one of the posts another id",
             )
+        if seen is not None:
+            self.repeats += 1
         self.first_row.setdefault(post_id, row)
         if not text:
             self.empty.add(post_id)
@@ -355,8 +358,8 @@ def _redsm5_paths(given: Path | Traversable, annotations: PathLike | None
         return posts, _as_path(annotations), "data.annotations"
     found = _find_redsm5_file(folder, "annotations") if folder is not None else None
     if found is None:
-        where = f"beside {_name(posts)}" if given.is_file() else "in the folder"
-        raise DataError(f"annotations file not found {where} (looked for annotations.csv and "
+        where = f"beside {_name(posts)} (guessed from the posts file:" if given.is_file() else "in the folder ("
+        raise DataError(f"annotations file not found {where} looked for annotations.csv and "
                         "redsm5_annotations*.csv)", file=(folder or given) / "annotations.csv",
                         hint="name it with data.annotations = \"...\"")
     return posts, found, "found in the data folder" if given.is_dir() else f"guessed: beside {_name(given)}"
@@ -460,6 +463,22 @@ def load_pairs_csv(path: PathLike, *, criteria: CriteriaArg = None,
     return Corpus(posts=posts, criteria=kept, pairs=pairs, source=str(path))
 
 
+def load_posts(path: PathLike, *, what: str = "posts file") -> dict[str, str]:
+    """Posts to score: ``post_id,text`` rows (extra columns ignored), texts normalized. A post id
+    listed twice with different texts is an error naming both rows; a row repeating a post
+    exactly is counted in one warning; empty posts are skipped with one warning."""
+    path = _as_path(path)
+    rows = _read_csv(path, POSTS_COLUMNS, what=what, hint="the file needs the columns post_id,text")
+    table = _PostTable(path)
+    for row, values in rows:
+        table.add(row, values["post_id"], values["text"])
+    posts = table.finish(len(rows))
+    if table.repeats:
+        warnings.warn(f"{table.repeats} row{'s' if table.repeats != 1 else ''} of {_name(path)} repeat a post "
+                      "listed before (same id and text); each post is scored once", CriteriaWarning, stacklevel=2)
+    return posts
+
+
 POST_LABELS_COLUMNS = ("text", "labels")
 _POST_LABELS_HINT = "a post-level file has the columns text,labels[,explanation]; labels are symptom names " \
     "separated by ';' (empty: no criterion met)"
@@ -545,6 +564,7 @@ __all__ = [
     "embedded_folder",
     "load_criteria_json",
     "load_pairs_csv",
+    "load_posts",
     "load_post_labels",
     "load_redsm5",
     "post_id_of",

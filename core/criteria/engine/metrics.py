@@ -49,6 +49,7 @@ __all__ = [
     "binary_metrics",
     "classification_report_dict",
     "confusion_matrix_figure",
+    "per_criterion_f1_figure",
     "evaluate",
     "metrics_table",
     "tune_threshold",
@@ -239,6 +240,46 @@ def confusion_matrix_figure(labels: Sequence[int], probs: Sequence[float], thres
         ax.grid(False)
         fig.suptitle(title or "confusion matrix")
         ax.set_title(f"decision threshold {threshold:.3f}", fontsize="medium")
+        fig.tight_layout()
+    return fig
+
+
+def per_criterion_f1_figure(f1: dict[str, float], baseline: dict[str, float] | None = None,
+                            title: str = "") -> "Figure":
+    """A horizontal bar chart of the F1 of the met class per criterion (criteria in the given
+    order, top to bottom), with a second bar per criterion for ``baseline`` when given. NaN
+    (no met example) is drawn as an empty bar with a note."""
+    import sys
+
+    import matplotlib
+
+    if "matplotlib.pyplot" not in sys.modules:
+        matplotlib.use("Agg")
+    from matplotlib import style
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    names = list(f1)
+    positions = np.arange(len(names))[::-1]
+    height = 0.38 if baseline else 0.7
+    with style.context("default"):
+        fig = Figure(figsize=(6.4, 0.45 * len(names) + 1.4), dpi=100)
+        FigureCanvasAgg(fig)
+        ax = fig.add_subplot(1, 1, 1)
+        values = [0.0 if math.isnan(f1[n]) else f1[n] for n in names]
+        ax.barh(positions + (height / 2 if baseline else 0), values, height, label="model", color="#1f77b4")
+        if baseline:
+            base = [0.0 if math.isnan(baseline.get(n, math.nan)) else baseline[n] for n in names]
+            ax.barh(positions - height / 2, base, height, label="TF-IDF baseline", color="#bbbbbb")
+            ax.legend(loc="lower right", fontsize="small")
+        for y, name in zip(positions, names):
+            label = "n/a" if math.isnan(f1[name]) else f"{f1[name]:.2f}"
+            ax.text(min(values[names.index(name)] + 0.01, 0.93), y + (height / 2 if baseline else 0), label,
+                    va="center", fontsize="small")
+        ax.set_yticks(positions, names)
+        ax.set_xlim(0, 1)
+        ax.set_xlabel("F1 (met)")
+        ax.set_title(title or "F1 per criterion", fontsize="medium")
         fig.tight_layout()
     return fig
 

@@ -18,6 +18,7 @@ from torch import nn
 from criteria.engine.freezing import apply_freezing
 from criteria.engine.model_source import ModelError, resolve_model
 from criteria.errors import CriteriaError
+from criteria.files import write_json
 from criteria.plugin.kinds import TrainingPlan
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -156,7 +157,7 @@ def save_classifier(model: CriterionClassifier, tokenizer: Any, folder: Path, me
     merged.save_pretrained(folder / "encoder")
     tokenizer.save_pretrained(folder / "encoder")
     torch.save(model.head.state_dict(), folder / HEAD_FILE)
-    (folder / MODEL_FILE).write_text(json.dumps({"format": 1, **metadata}, indent=2, default=str))
+    write_json(folder / MODEL_FILE, {"format": 1, **metadata}, "model description")
     return folder
 
 
@@ -166,10 +167,16 @@ def load_classifier(folder: Path, registry: Registry) -> tuple[CriterionClassifi
     from transformers import AutoModel, AutoTokenizer
 
     meta_path = folder / MODEL_FILE
+    if not folder.exists():
+        raise ModelError(f"model folder not found: {folder}. Pass the run folder `criteria train` wrote "
+                         "(runs/...), or a study's outputs/<study>/best-model")
     if not meta_path.is_file():
-        raise CriteriaError(f"{folder} is not a criteria model folder (no {MODEL_FILE}); "
-                            "pass the run folder `criteria train` wrote, or its model/ folder")
-    metadata = json.loads(meta_path.read_text())
+        raise ModelError(f"{folder} is not a criteria model folder (no {MODEL_FILE}); "
+                         "pass the run folder `criteria train` wrote, or its model/ folder")
+    try:
+        metadata = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ModelError(f"{meta_path} is damaged ({exc}); export or train the model again") from None
     head_plugin = registry.get("head", metadata["head"]["name"]).cls(**metadata["head"]["config"])
     quiet_libraries()
     encoder = AutoModel.from_pretrained(folder / "encoder")

@@ -4,6 +4,7 @@ jobs for the engine, and scoring a model or the TF-IDF baseline on chosen pairs.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,7 @@ from criteria.engine.job import TrainingJob, check_trainable
 from criteria.engine.metrics import evaluate
 from criteria.engine.model import load_tokenizer
 from criteria.engine.runtime import Runtime
+from criteria.errors import CriteriaWarning
 from criteria.spec.load import Spec
 
 __all__ = ["PreparedData", "baseline_metrics", "evaluate_indices", "make_job", "prepare_data"]
@@ -51,6 +53,7 @@ def make_job(spec: Spec, data: PreparedData, config: TrialConfig, train_idx, val
     train_idx = list(train_idx)
     if config.train.evidence_sentences:
         train_idx += data.evidence.for_posts(set(data.corpus.post_ids(train_idx)))
+    _warn_single_class_criteria(data.evidence.corpus, val_idx)
     job = TrainingJob(
         corpus=data.evidence.corpus, encoded=data.encoded, train_indices=train_idx, validation_indices=val_idx,
         config=config, model_name=spec.model.name, pad_token_id=data.tokenizer.pad_token_id or 0,
@@ -60,6 +63,21 @@ def make_job(spec: Spec, data: PreparedData, config: TrialConfig, train_idx, val
     )
     check_trainable(job)
     return job
+
+
+def _warn_single_class_criteria(corpus: Corpus, indices: Any) -> None:
+    """One line naming the criteria whose validation pairs hold a single class: their
+    per-criterion scores are undefined (AUC) or degenerate (F1), which is no bug to report."""
+    classes: dict[str, set[int]] = {}
+    for index in indices:
+        pair = corpus.pairs[index]
+        classes.setdefault(pair.criterion_id, set()).add(pair.label)
+    single = [f"{cid} ({corpus.criterion(cid).name}: {'only met' if labels == {1} else 'no met'} pairs)"
+              for cid, labels in sorted(classes.items()) if len(labels) == 1]
+    if single:
+        warnings.warn(f"the validation split has a single class for {len(single)} criteri"
+                      f"{'on' if len(single) == 1 else 'a'}: {', '.join(single)}; their per-criterion F1 and AUC "
+                      "say little (more posts, or data.split = \"kfold\", help)", CriteriaWarning, stacklevel=3)
 
 
 def _mask_token_id(tokenizer: Any) -> int | None:

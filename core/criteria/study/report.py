@@ -6,14 +6,19 @@ Everything is written to an output folder and, when tracking is on, to the study
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from criteria.data.splits import holdout
 from criteria.engine.fit import fit
-from criteria.engine.metrics import classification_report_dict, confusion_matrix_figure
+from criteria.engine.metrics import (
+    classification_report_dict,
+    confusion_matrix_figure,
+    per_criterion_f1_figure,
+)
 from criteria.engine.model import MODEL_FILE, load_classifier
+from criteria.files import write_json
 from criteria.spec.load import Spec
 from criteria.study.pareto import exported_trial, order_front
 from criteria.study.prepare import PreparedData, baseline_metrics, evaluate_indices, make_job
@@ -22,6 +27,10 @@ from criteria.study.runner import BEST_MODEL_FOLDER
 from criteria.study.single import save_run_model
 from criteria.study.tracking import StudyTracker
 
+#: Parameter importances (fANOVA over the complete trials) say nothing from a handful of trials:
+#: every parameter gets a similar share. Below this many complete trials they are not drawn.
+MIN_TRIALS_FOR_IMPORTANCES = 10
+
 
 @dataclass
 class Export:
@@ -29,13 +38,15 @@ class Export:
     test: dict[str, Any] | None
     baseline_test: dict[str, Any] | None
     plots: list[Path]
+    notes: list[str] = field(default_factory=list)  # what was left out and why, for the summary
 
 
-def write_plots(study: Any, folder: Path, metrics: Sequence[str] = ()) -> list[Path]:
+def write_plots(study: Any, folder: Path, metrics: Sequence[str] = (), notes: list[str] | None = None) -> list[Path]:
     """Optuna's optimization history, parameter importances and parallel coordinates as PNGs;
     for a multi-objective study the Pareto front, and history and importances per metric
     (``metrics`` names the objectives). A plot that needs more finished trials than there are
-    is skipped."""
+    is skipped; importances are drawn from :data:`MIN_TRIALS_FOR_IMPORTANCES` complete trials on
+    (``notes`` says so when they are not)."""
     import warnings
 
     import matplotlib
@@ -66,6 +77,14 @@ def write_plots(study: Any, folder: Path, metrics: Sequence[str] = ()) -> list[P
                 (f"param_importances_{metric}",
                  lambda s, target=target, metric=metric: vis.plot_param_importances(s, target=target, target_name=metric)),
             ]
+    from optuna.trial import TrialState
+
+    complete = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+    if complete < MIN_TRIALS_FOR_IMPORTANCES:
+        plots = [(name, draw) for name, draw in plots if not name.startswith("param_importances")]
+        if notes is not None:
+            notes.append(f"parameter importances need {MIN_TRIALS_FOR_IMPORTANCES} complete trials to mean "
+                         f"something; this study has {complete}, so none were drawn")
     for name, draw in plots:
         try:
             with warnings.catch_warnings():
@@ -92,12 +111,13 @@ def export_best(study: Any, spec: Spec, data: PreparedData, output: Path,
     if progress:
         progress.export_started()
     output.mkdir(parents=True, exist_ok=True)
-    plots = write_plots(study, output / "plots", spec.study.metrics)
+    notes: list[str] = []
+    plots = write_plots(study, output / "plots", spec.study.metrics, notes)
     _log(tracker, plots, "plots")
     best = exported_trial(study, spec)
     folder = output / BEST_MODEL_FOLDER
     if best is None or spec.study.export == "none":
-        return Export(output, None, None, plots)
+        return Export(output, None, None, plots, notes)
     config = spec.space.suggest(optuna.trial.FixedTrial(best.params, number=best.number))
     runtime = config.backend.build()
     # A kept model from another trial (a worker's race, or a tie the front settled) is not the best one.
@@ -115,23 +135,28 @@ def export_best(study: Any, spec: Spec, data: PreparedData, output: Path,
         baseline_test = baseline_metrics(data.corpus, data.study_indices, data.test_indices, spec.study.seed)
         figure = confusion_matrix_figure(labels, probs, threshold, title=f"best trial {best.number}, test posts")
         figure.savefig(folder / "confusion_matrix.png", dpi=110, bbox_inches="tight")
-        (folder / "classification_report.json").write_text(
-            json.dumps(classification_report_dict(labels, probs, threshold), indent=2))
-        files += [folder / "confusion_matrix.png", folder / "classification_report.json"]
+        names = {c.id: c.name for c in data.corpus.criteria}
+        baseline_f1 = {names.get(g, g): m["f1"] for g, m in baseline_test["per_group"].items()}
+        per_criterion_f1_figure({names.get(g, g): m["f1"] for g, m in test["per_group"].items()}, baseline_f1,
+                                title=f"best trial {best.number}: F1 per criterion, test posts",
+                                ).savefig(folder / "per_criterion_f1.png", dpi=110, bbox_inches="tight")
+        write_json(folder / "classification_report.json", classification_report_dict(labels, probs, threshold),
+                   "classification report")
+        files += [folder / "confusion_matrix.png", folder / "per_criterion_f1.png", folder / "classification_report.json"]
     if spec.study.multi_objective:
         chosen = {"best_values": dict(zip(spec.study.metrics, best.values)),
                   "pareto_front": [t.number for t in order_front(study.best_trials, spec.study.directions)]}
     else:
         chosen = {"best_value": best.value}
-    (folder / "metrics.json").write_text(json.dumps({
+    write_json(folder / "metrics.json", {
         "best_trial": best.number, **chosen, "export": spec.study.export,
         "test": test, "baseline_test": baseline_test, "threshold": threshold,
-    }, indent=2, default=float))
+    }, "best model's metrics")
     _log(tracker, [*files, folder / "metrics.json"], "best")
     if tracker and test is not None:
         tracker.log_summary({"test_macro_f1": test["overall"]["macro_f1"],
                              "baseline_test_macro_f1": baseline_test["overall"]["macro_f1"]})
-    return Export(folder, test, baseline_test, plots)
+    return Export(folder, test, baseline_test, plots, notes)
 
 
 def _kept_trial(metadata: Path) -> int | None:

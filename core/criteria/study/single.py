@@ -4,14 +4,11 @@ baseline, and a run folder that ``criteria predict`` loads.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from criteria import __version__
 from criteria.data.splits import holdout
@@ -19,6 +16,7 @@ from criteria.engine.config import TrialConfig
 from criteria.engine.fit import fit
 from criteria.engine.job import FitResult
 from criteria.engine.model import NUM_LABELS, save_classifier
+from criteria.files import write_json
 from criteria.spec.load import Spec
 from criteria.study.prepare import PreparedData, baseline_metrics, evaluate_indices, make_job, prepare_data
 from criteria.study.progress import StudyProgress
@@ -60,14 +58,14 @@ def train_from_spec(spec: Spec, output: Path, *, progress: StudyProgress | None 
     folder = output
     save_run_model(result, data, spec, config, folder)
     seconds = time.perf_counter() - start
-    (folder / "metrics.json").write_text(json.dumps({
+    write_json(folder / "metrics.json", {
         "validation": validation, "test": test, "baseline_test": baseline_test,
         "best_epoch": result.best_epoch, "stopped_early": result.stopped_early,
         "history": [{"epoch": r.epoch, "train_loss": r.train_loss, "value": r.value,
                      "seconds": r.seconds, "train_samples_per_second": r.train_samples_per_second,
                      "overall": r.metrics["overall"]} for r in result.history],
         "seconds": seconds, "data_sha256": data.corpus.sha256,
-    }, indent=2, default=_json_default))
+    }, "run metrics")
     return RunResult(folder, result, validation, test, baseline_test, seconds)
 
 
@@ -87,7 +85,7 @@ def save_run_model(result: FitResult, data: PreparedData, spec: Spec, config: Tr
 
 
 def write_resolved_spec(spec: Spec, config: TrialConfig, path: Path) -> None:
-    path.write_text(json.dumps({
+    write_json(path, {
         "spec_file": str(spec.path),
         "spec": spec.raw,
         "resolved": config.params(),
@@ -95,12 +93,4 @@ def write_resolved_spec(spec: Spec, config: TrialConfig, path: Path) -> None:
         "data": spec.data.model_dump(),
         "model": spec.model.model_dump(),
         "written": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }, indent=2, default=_json_default))
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    return str(value)
+    }, "resolved spec")
