@@ -27,7 +27,7 @@ def one_epoch_job(spec_path: Path):
     an epoch that checks a plugin's wiring into the engine, not its score."""
     from criteria.data.loaders import embedded_corpus
     from criteria.data.splits import holdout, test_split
-    from criteria.data.tokens import encode_pairs
+    from criteria.data.tokens import encode_units
     from criteria.engine.job import TrainingJob
     from criteria.engine.model import load_tokenizer
     from criteria.spec.load import load_spec
@@ -37,10 +37,11 @@ def one_epoch_job(spec_path: Path):
     tokenizer = load_tokenizer(spec.model.name)
     rest, _ = test_split(corpus, 0.2, 0)
     split = holdout(corpus, rest, 0.25, 0)
-    return TrainingJob(corpus=corpus, encoded=encode_pairs(tokenizer, corpus, 64),
+    config = spec.space.default()
+    return TrainingJob(corpus=corpus, encoded=encode_units(tokenizer, config.formulation.units(corpus), 64),
                        train_indices=split.train[:320], validation_indices=split.validation[:160],
-                       config=spec.space.default(), model_name=spec.model.name,
-                       pad_token_id=tokenizer.pad_token_id)
+                       config=config, model_name=spec.model.name, pad_token_id=tokenizer.pad_token_id,
+                       tune_threshold=config.train.tune_threshold)
 
 
 def write_tiny_spec(folder: Path, model: Path, body: str = "", *, name: str = "tiny", epochs: int = 1,

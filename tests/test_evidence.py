@@ -96,4 +96,5 @@ evidence_sentences = {str(enabled).lower()}
     if enabled:
         assert {source[i] for i in extra} == train_posts & set(data.evidence.by_post)
     assert list(job.validation_indices) == list(split.validation)
-    assert len(data.encoded) == len(data.evidence.corpus.pairs)
+    encoded = data.encode(spec.space.default().formulation)
+    assert len(encoded.units.pair_unit) == len(data.evidence.corpus.pairs)

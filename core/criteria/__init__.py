@@ -29,6 +29,7 @@ _EXPORTS = {
     "PluginConfig": "criteria.plugin.base",
     "Requirements": "criteria.plugin.base",
     "BackendPlugin": "criteria.plugin.kinds",
+    "FormulationPlugin": "criteria.plugin.kinds",
     "HeadPlugin": "criteria.plugin.kinds",
     "LossPlugin": "criteria.plugin.kinds",
     "OptimizerPlugin": "criteria.plugin.kinds",
@@ -47,6 +48,10 @@ _EXPORTS = {
     "SearchRange": "criteria.plugin.ranges",
     "choice_label": "criteria.plugin.ranges",
     "Registry": "criteria.plugin.registry",
+    "Units": "criteria.data.units",
+    "pair_units": "criteria.data.units",
+    "post_units": "criteria.data.units",
+    "with_criteria": "criteria.data.units",
     "Precision": "criteria.engine.runtime",
     "Runtime": "criteria.engine.runtime",
 }
@@ -54,6 +59,7 @@ _EXPORTS = {
 if TYPE_CHECKING:  # pragma: no cover
     import pluggy
 
+    from criteria.data.units import Units, pair_units, post_units, with_criteria
     from criteria.engine.runtime import Precision, Runtime
     from criteria.errors import CriteriaError, CriteriaWarning
     from criteria.hardware import Bf16Support, CudaDevice, cpu_bf16_support, cuda_devices, usable_cores
@@ -108,6 +114,7 @@ __all__ = [
     "CudaDevice",
     "FloatParam",
     "FloatRange",
+    "FormulationPlugin",
     "HeadPlugin",
     "hookimpl",
     "IntParam",
@@ -126,6 +133,10 @@ __all__ = [
     "SchedulerPlugin",
     "SearchRange",
     "TrainingPlan",
+    "Units",
+    "pair_units",
+    "post_units",
     "usable_cores",
+    "with_criteria",
     "__version__",
 ]

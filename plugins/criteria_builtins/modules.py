@@ -196,3 +196,20 @@ class LogitDifferenceBCE(nn.Module):
     def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         logits = logits.float()
         return self.loss(logits[:, 1] - logits[:, 0], labels.float())
+
+
+# --- scoring (post, criterion) embeddings ---------------------------------------------------
+
+
+class PairScorer(nn.Module):
+    """Logit pairs for every (post, criterion) from their embeddings ``u`` (posts, dim) and ``v``
+    (criteria, dim): an MLP on ``[u, v, u * v, |u - v|]``, the features sentence-pair models use."""
+
+    def __init__(self, dim: int, hidden: int) -> None:
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(4 * dim, hidden), nn.GELU(), nn.Linear(hidden, 2))
+
+    def forward(self, posts: torch.Tensor, criteria: torch.Tensor) -> torch.Tensor:
+        u = posts.float().unsqueeze(1).expand(-1, criteria.shape[0], -1)
+        v = criteria.float().unsqueeze(0).expand(posts.shape[0], -1, -1)
+        return self.mlp(torch.cat([u, v, u * v, (u - v).abs()], dim=-1))

@@ -76,6 +76,7 @@ class NoPeft(PeftPlugin):
     name = "none"
     summary = "Full fine-tuning: every weight trains."
     priority = 10
+    keeps_frozen_layers = True  # nothing of it acts anywhere
 
     def build(self, model: Any, plan: TrainingPlan) -> Any:
         return model

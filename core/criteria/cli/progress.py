@@ -17,7 +17,7 @@ from typing import Any, Iterator
 
 from rich.console import Console
 
-from criteria.study.outcomes import FAILURE_ATTR, INTERRUPTED_ATTR
+from criteria.study.outcomes import FAILURE_ATTR, INTERRUPTED_ATTR, PRUNED_ATTR
 from criteria.study.progress import StudyPlan, StudyProgress
 
 __all__ = ["LogLines", "TerminalBars", "study_progress"]
@@ -59,7 +59,8 @@ def _trial_outcome(trial: Any, metric: str) -> str:
         shown = f"{metric} {values[0]:.4f}" if len(values) == 1 else ", ".join(f"{v:.4f}" for v in values)
         return f"complete, {shown}"
     if state == "pruned":
-        return f"pruned after epoch {trial.last_step}" if trial.last_step is not None else "pruned"
+        where = trial.user_attrs.get(PRUNED_ATTR)
+        return f"pruned at {where}" if where else "pruned"
     reason = trial.user_attrs.get(FAILURE_ATTR) or ("interrupted" if trial.user_attrs.get(INTERRUPTED_ATTR) else "")
     return f"{state}{': ' + reason if reason else ''}"
 

@@ -58,11 +58,14 @@ def predict(
     run_dir: Path = typer.Argument(..., help="A run folder from `criteria train` (or its model/ folder)."),
     input: Path = typer.Option(..., "--input", "-i", help="CSV with columns post_id,text."),
     output: Path = typer.Option(Path("predictions.csv"), "--output", "-o", help="Where to write the scores."),
+    criteria: Optional[Path] = typer.Option(
+        None, "--criteria", help="A criteria JSON to score instead of the model's own (biencoder models only)."),
 ) -> None:
-    """Score every post against every criterion the model was trained on."""
+    """Score every post against every criterion the model was trained on (or, for a model that reads
+    criterion texts, against the criteria of --criteria)."""
     from criteria.engine.predict import predict_file
 
-    rows = predict_file(run_dir, input, output, registry())
+    rows = predict_file(run_dir, input, output, registry(), criteria_json=criteria)
     console.print(f"wrote {rows} rows to [bold]{output}[/]")
 
 

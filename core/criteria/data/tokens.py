@@ -1,10 +1,12 @@
-"""Tokenizing (post, criterion) pairs once, and caching the result on disk.
+"""Tokenizing model inputs once, and caching the result on disk.
 
-Input layout: ``[CLS] post [SEP] criterion [SEP]``. Only the post is truncated: the criterion is
-what the model must judge against, so it always survives whole.
+A formulation's :class:`~criteria.data.units.Units` say what the encoder reads: one text per unit
+(``[CLS] post [SEP]``) or a text pair (``[CLS] post [SEP] criterion [SEP]``). Only the first text
+(the post) is truncated: a criterion is what the model must judge against, so it always survives
+whole.
 
 The cache key covers the tokenizer itself (its full serialized state, not just its name), the max
-length, and the corpus hash, so trials and folds of a study, and later studies on the same data,
+length, and the units' hash, so trials and folds of a study, and later studies on the same data,
 reuse one tokenization.
 """
 
@@ -15,23 +17,28 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
 from criteria.cache import cache_root
 from criteria.data.corpus import Corpus
+from criteria.data.units import Units, pair_units
 from criteria.errors import CriteriaError
 
 
 @dataclass(frozen=True)
-class EncodedPairs:
-    """Token ids of every pair in a corpus, ragged: pair ``i`` is ``ids[offsets[i]:offsets[i+1]]``.
-    ``segments`` holds the matching token type ids (0: post, 1: criterion)."""
+class EncodedUnits:
+    """Token ids of every unit, ragged: unit ``u`` is ``ids[offsets[u]:offsets[u+1]]``;
+    ``segments`` holds the matching token type ids (0: post, 1: criterion). ``units`` says which
+    unit and slot score each pair."""
 
     ids: np.ndarray
     segments: np.ndarray
     offsets: np.ndarray
+    units: Units
+    key: str = ""  # identifies this tokenization (tokenizer, max length, units), for later caches
+    criteria: EncodedUnits | None = None  # the token ids of ``units.criteria``, one unit per criterion
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -40,9 +47,16 @@ class EncodedPairs:
     def lengths(self) -> np.ndarray:
         return np.diff(self.offsets)
 
-    def pair(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+    def unit(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         start, end = self.offsets[index], self.offsets[index + 1]
         return self.ids[start:end], self.segments[start:end]
+
+    #: With the cross-encoder's units (one per pair), unit ``i`` is pair ``i``.
+    pair = unit
+
+
+#: The name this type had while every unit was a pair.
+EncodedPairs = EncodedUnits
 
 
 def cache_dir() -> Path:
@@ -65,40 +79,64 @@ def tokenizer_fingerprint(tokenizer: Any) -> str:
     return digest.hexdigest()
 
 
-def encode_pairs(tokenizer: Any, corpus: Corpus, max_length: int, *, use_cache: bool = True) -> EncodedPairs:
-    """Token ids for every pair of ``corpus``, from the cache when this exact job was done before."""
+def encode_pairs(tokenizer: Any, corpus: Corpus, max_length: int, *, use_cache: bool = True) -> EncodedUnits:
+    """Token ids of the cross-encoder's units (one per pair of ``corpus``), cached."""
+    return encode_units(tokenizer, pair_units(corpus), max_length, use_cache=use_cache, corpus=corpus)
+
+
+def encode_units(tokenizer: Any, units: Units, max_length: int, *, use_cache: bool = True,
+                 corpus: Corpus | None = None) -> EncodedUnits:
+    """Token ids for every unit, from the cache when this exact job was done before. ``corpus``
+    (the units' source) only names criteria in an error about ``max_length``."""
     key = hashlib.sha256(
-        f"{tokenizer_fingerprint(tokenizer)}|{max_length}|{corpus.sha256}".encode()
+        f"{tokenizer_fingerprint(tokenizer)}|{max_length}|{units.sha256}".encode()
     ).hexdigest()[:32]
+    # Criteria a bi-encoder reads are encoded on their own: a few short texts, never truncated.
+    criteria = encode_texts(tokenizer, units.criteria, max_length) if units.criteria is not None else None
     path = cache_dir() / f"{key}.npz"
     if use_cache and path.is_file():
         with np.load(path) as cached:
-            return EncodedPairs(cached["ids"], cached["segments"], cached["offsets"])
-    encoded = _encode(tokenizer, corpus, max_length)
+            return EncodedUnits(cached["ids"], cached["segments"], cached["offsets"], units, key, criteria)
+    ids, segments, offsets = _encode(tokenizer, units, max_length, corpus)
     if use_cache:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
-        np.savez(tmp, ids=encoded.ids, segments=encoded.segments, offsets=encoded.offsets)
+        np.savez(tmp, ids=ids, segments=segments, offsets=offsets)
         os.replace(tmp, path)  # atomic: parallel workers never read half a file
-    return encoded
+    return EncodedUnits(ids, segments, offsets, units, key, criteria)
 
 
-def _encode(tokenizer: Any, corpus: Corpus, max_length: int) -> EncodedPairs:
-    posts = [corpus.text(pair) for pair in corpus.pairs]
-    criteria = {c.id: c.text for c in corpus.criteria}
+def encode_texts(tokenizer: Any, texts: Sequence[str], max_length: int) -> EncodedUnits:
+    """Token ids of standalone texts (one unit each; not cached): criterion texts a bi-encoder reads."""
+    count = len(texts)
+    return encode_units(tokenizer, Units(tuple(texts), None, np.arange(count), np.zeros(count, np.int64), 1),
+                        max_length, use_cache=False)
+
+
+def _check_room(tokenizer: Any, units: Units, max_length: int, corpus: Corpus | None) -> None:
+    """Criteria are never truncated: the longest must leave room for the post."""
+    texts = sorted(set(units.second or ()))
+    if not texts:
+        return
     special = tokenizer.num_special_tokens_to_add(pair=True)
-    criterion_lengths = {cid: len(tokenizer(text, add_special_tokens=False)["input_ids"]) for cid, text in criteria.items()}
-    longest = max(criterion_lengths, key=criterion_lengths.get)
-    needed = criterion_lengths[longest] + special + 8
+    lengths = {text: len(tokenizer(text, add_special_tokens=False)["input_ids"]) for text in texts}
+    longest = max(lengths, key=lengths.get)
+    needed = lengths[longest] + special + 8
     if max_length < needed:
+        names = {c.text: c.id for c in corpus.criteria} if corpus is not None else {}
         raise CriteriaError(
-            f"data.max_length = {max_length} is too short: criterion {longest} alone takes "
-            f"{criterion_lengths[longest]} tokens and the post needs room too. Use max_length >= {needed}, "
+            f"data.max_length = {max_length} is too short: criterion {names.get(longest, repr(longest[:40]))} "
+            f"alone takes {lengths[longest]} tokens and the post needs room too. Use max_length >= {needed}, "
             "or shorten the criterion text."
         )
-    texts = [criteria[pair.criterion_id] for pair in corpus.pairs]
+
+
+def _encode(tokenizer: Any, units: Units, max_length: int, corpus: Corpus | None
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    _check_room(tokenizer, units, max_length, corpus)
+    pair_args = (list(units.first), list(units.second)) if units.second is not None else (list(units.first),)
     batch = tokenizer(
-        posts, texts, truncation="only_first", max_length=max_length,
+        *pair_args, truncation="only_first" if units.second is not None else True, max_length=max_length,
         return_token_type_ids=True, return_attention_mask=False,
     )
     ids = batch["input_ids"]
@@ -107,4 +145,4 @@ def _encode(tokenizer: Any, corpus: Corpus, max_length: int) -> EncodedPairs:
     offsets = np.concatenate([[0], np.cumsum(lengths)])
     flat_ids = np.fromiter((t for row in ids for t in row), dtype=np.int32, count=int(offsets[-1]))
     flat_segments = np.fromiter((t for row in segments for t in row), dtype=np.int8, count=int(offsets[-1]))
-    return EncodedPairs(flat_ids, flat_segments, offsets)
+    return flat_ids, flat_segments, offsets

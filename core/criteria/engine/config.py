@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Literal, Mapping
 
 from pydantic import ConfigDict, Field
 
@@ -14,6 +14,7 @@ from criteria.plugin.fields import BoolParam, ChoiceParam, FloatParam, IntParam
 from criteria.plugin.kinds import (
     KINDS,
     BackendPlugin,
+    FormulationPlugin,
     HeadPlugin,
     LossPlugin,
     OptimizerPlugin,
@@ -65,6 +66,14 @@ class TrainConfig(StrictModel):
     head_lr_multiplier: float = FloatParam(1.0, ge=0.1, le=100.0, search=(1.0, 20.0), log=True)
     layerwise_lr_decay: float = FloatParam(1.0, ge=0.5, le=1.0, search=(0.75, 0.95), description="1 is off.")
     tune_threshold: bool = Field(False, description="Tune the decision threshold on the validation split.")
+    threshold_scope: Literal["global", "per_criterion"] = Field(
+        "global", description="With tune_threshold: one threshold for all criteria, or one per criterion "
+                              "(a criterion with a single class in validation keeps the global one).",
+    )
+    frozen_cache: bool = Field(
+        True, description="Compute frozen bottom layers once and reuse their output (frozen layers then run "
+                          "without dropout); applies when layers are frozen and nothing random acts below them.",
+    )
     patience: int = Field(2, ge=0, description="Epochs without improvement before stopping (0: never).")
     min_delta: float = Field(0.0, ge=0.0)
 
@@ -98,6 +107,10 @@ class TrialConfig:
     @property
     def peft(self) -> PeftPlugin:
         return self.plugins["peft"]  # type: ignore[return-value]
+
+    @property
+    def formulation(self) -> FormulationPlugin:
+        return self.plugins["formulation"]  # type: ignore[return-value]
 
     @property
     def head(self) -> HeadPlugin:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-from criteria.data.batching import iterate, sorted_batches
+from criteria.data.batching import Batch, UnitPairs, iterate, sorted_batches
 from criteria.data.tokens import EncodedPairs
 from criteria.engine.progress import FitProgress
 
@@ -18,22 +18,28 @@ __all__ = ["predict_probs"]
 def predict_probs(model: nn.Module, runtime: Any, encoded: EncodedPairs, indices: np.ndarray,
                   labels: Sequence[int] | None, pad_token_id: int, batch_size: int,
                   loss_fn: nn.Module | None = None, progress: FitProgress | None = None,
-                  ) -> tuple[np.ndarray, float]:
-    """Positive-class probabilities for ``indices`` (in that order), and the mean loss if asked;
-    ``progress`` hears of each batch."""
+                  before_forward: Callable[[Batch], None] | None = None) -> tuple[np.ndarray, float]:
+    """Positive-class probabilities for the pairs at ``indices`` (in that order), and their mean
+    loss if asked; ``progress`` hears of each batch. ``batch_size`` counts units (the encoder's
+    inputs): each scores its pairs among ``indices``. ``before_forward(batch)`` runs before each
+    forward pass (the frozen-layer cache feeds the batch's states there)."""
     model.eval()
-    labels = labels if labels is not None else [0] * len(encoded)
+    indices = np.asarray(indices)
+    labels = labels if labels is not None else [0] * len(encoded.units.pair_unit)
     probs = np.zeros(len(indices), dtype=np.float64)
     where = {int(index): row for row, index in enumerate(indices)}
-    batches = [indices[p] for p in sorted_batches(encoded.lengths[indices], batch_size)]
+    members = UnitPairs.of(encoded.units, indices)
+    batches = sorted_batches(encoded.lengths[members.units], batch_size)
     if progress:
         progress.validation_started(len(batches))
     total_loss = 0.0
     with torch.inference_mode():
-        for batch in iterate(encoded, batches, labels, pad_token_id):
+        for batch in iterate(encoded, batches, labels, pad_token_id, members):
             batch = batch.to(runtime.device)
+            if before_forward is not None:
+                before_forward(batch)
             with runtime.autocast():
-                logits = model(batch.input_ids, batch.attention_mask, batch.token_type_ids)
+                logits = batch.pair_logits(model(batch.input_ids, batch.attention_mask, batch.token_type_ids))
             logits = logits.float()
             if loss_fn is not None:
                 total_loss += float(loss_fn(logits, batch.labels)) * len(batch.labels)

@@ -31,8 +31,11 @@ class EpochReport:
     metrics: dict[str, Any]  # criteria.engine.metrics.evaluate() of the validation split
     value: float  # the objective metric
     seconds: float
-    train_samples_per_second: float
-    threshold: float = 0.5  # the decision threshold the metrics use (tuned on validation, if asked)
+    train_samples_per_second: float  # units (what the encoder reads) per second
+    # the decision threshold the metrics use (tuned on validation, if asked): one, or one per criterion
+    threshold: float | dict[str, float] = 0.5
+    part: int = 1  # how far into the epoch this report is: part of parts (the epoch's end is parts)
+    parts: int = 1
 
 
 @dataclass
@@ -40,7 +43,7 @@ class FitResult:
     model: CriterionClassifier
     history: list[EpochReport]
     best_epoch: int
-    threshold: float
+    threshold: float | dict[str, float]
     validation_probs: np.ndarray
     stopped_early: bool = False
 
@@ -69,6 +72,7 @@ class TrainingJob:
     tune_threshold: bool = False
     callbacks: list[Callable[[EpochReport], None]] = field(default_factory=list)
     runtime: Runtime | None = None
+    reports_per_epoch: int = 1  # validation reports to the callbacks per epoch (pruning inside epochs)
 
 
 def check_trainable(job: TrainingJob) -> None:

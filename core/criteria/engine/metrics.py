@@ -19,7 +19,7 @@ import math
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Mapping, Union
 
 import numpy as np
 from sklearn.exceptions import UndefinedMetricWarning
@@ -49,10 +49,13 @@ __all__ = [
     "binary_metrics",
     "classification_report_dict",
     "confusion_matrix_figure",
+    "describe_threshold",
     "per_criterion_f1_figure",
     "evaluate",
     "metrics_table",
+    "thresholds_of",
     "tune_threshold",
+    "tune_thresholds",
 ]
 
 
@@ -79,8 +82,27 @@ def _as_arrays(labels: Sequence[int], probs: Sequence[float]) -> tuple[np.ndarra
     return y, p
 
 
-def _predict(p: np.ndarray, threshold: float) -> np.ndarray:
+def _predict(p: np.ndarray, threshold: float | np.ndarray) -> np.ndarray:
     return (p >= threshold).astype(np.int64)
+
+
+Threshold = Union[float, Mapping[str, float]]
+
+
+def thresholds_of(threshold: Threshold, groups: Sequence[str]) -> float | np.ndarray:
+    """The decision threshold of each example: one for all, or each criterion's own (a criterion
+    the mapping does not name uses 0.5)."""
+    if isinstance(threshold, Mapping):
+        return np.asarray([float(threshold.get(str(g), 0.5)) for g in groups], dtype=np.float64)
+    return float(threshold)
+
+
+def describe_threshold(threshold: Threshold) -> str:
+    """``0.430``, or ``per criterion (0.31 to 0.62)``."""
+    if isinstance(threshold, Mapping):
+        values = list(threshold.values())
+        return f"per criterion ({min(values):.2f} to {max(values):.2f})" if values else "per criterion"
+    return f"{float(threshold):.3f}"
 
 
 @contextmanager
@@ -117,7 +139,8 @@ def _threshold_metric(name: str, y: np.ndarray, pred: np.ndarray) -> float:
 # metrics
 # --------------------------------------------------------------------------------------------
 
-def binary_metrics(labels: Sequence[int], probs: Sequence[float], threshold: float = 0.5) -> dict[str, float]:
+def binary_metrics(labels: Sequence[int], probs: Sequence[float], threshold: float | np.ndarray = 0.5
+                   ) -> dict[str, float]:
     """All metrics for one set of examples.
 
     Returns ``f1`` (positive class), ``macro_f1``, ``precision``, ``recall`` (positive class),
@@ -150,22 +173,39 @@ def binary_metrics(labels: Sequence[int], probs: Sequence[float], threshold: flo
     return ordered
 
 
-def evaluate(labels: Sequence[int], probs: Sequence[float], groups: Sequence[str], threshold: float = 0.5) -> dict:
+def evaluate(labels: Sequence[int], probs: Sequence[float], groups: Sequence[str], threshold: Threshold = 0.5) -> dict:
     """Overall and per-criterion metrics.
 
-    ``groups[i]`` is the criterion id of example ``i``.  Returns
-    ``{"overall": binary_metrics(...), "per_group": {criterion_id: binary_metrics(...)} (sorted by id),
-    "threshold": threshold}``.
+    ``groups[i]`` is the criterion id of example ``i``; ``threshold`` is one decision threshold or
+    one per criterion id. Returns ``{"overall": binary_metrics(...), "per_group": {criterion_id:
+    binary_metrics(...)} (sorted by id), "threshold": threshold}``.
     """
     y, p = _as_arrays(labels, probs)
     g = np.asarray([str(x) for x in groups], dtype=object)
     if g.size != y.size:
         raise ValueError(f"groups and labels differ in length: {g.size} != {y.size}")
+    each = thresholds_of(threshold, g.tolist())
     per_group = {}
     for gid in sorted(set(g.tolist())):
         mask = g == gid
-        per_group[gid] = binary_metrics(y[mask], p[mask], threshold)
-    return {"overall": binary_metrics(y, p, threshold), "per_group": per_group, "threshold": float(threshold)}
+        per_group[gid] = binary_metrics(y[mask], p[mask], each[mask] if isinstance(each, np.ndarray) else each)
+    shown = {str(k): float(v) for k, v in threshold.items()} if isinstance(threshold, Mapping) else float(threshold)
+    return {"overall": binary_metrics(y, p, each), "per_group": per_group, "threshold": shown}
+
+
+def tune_thresholds(labels: Sequence[int], probs: Sequence[float], groups: Sequence[str], metric: str = "f1",
+                    ) -> dict[str, float]:
+    """One decision threshold per group (criterion), each tuned on that group's examples (see
+    :func:`tune_threshold`); a group with a single class there keeps the threshold tuned on all
+    examples, since its own data cannot place one."""
+    y, p = _as_arrays(labels, probs)
+    g = np.asarray([str(x) for x in groups], dtype=object)
+    overall = tune_threshold(y, p, metric)
+    out = {}
+    for gid in sorted(set(g.tolist())):
+        mask = g == gid
+        out[gid] = tune_threshold(y[mask], p[mask], metric) if y[mask].min() != y[mask].max() else overall
+    return out
 
 
 def tune_threshold(labels: Sequence[int], probs: Sequence[float], metric: str = "f1", *,
@@ -210,7 +250,7 @@ def tune_threshold(labels: Sequence[int], probs: Sequence[float], metric: str = 
 # reports
 # --------------------------------------------------------------------------------------------
 
-def confusion_matrix_figure(labels: Sequence[int], probs: Sequence[float], threshold: float = 0.5,
+def confusion_matrix_figure(labels: Sequence[int], probs: Sequence[float], threshold: float | np.ndarray = 0.5,
                             title: str = "") -> "Figure":
     """A matplotlib Figure (Agg canvas) with sklearn's ConfusionMatrixDisplay.
 
@@ -239,7 +279,8 @@ def confusion_matrix_figure(labels: Sequence[int], probs: Sequence[float], thres
             ax=ax, cmap="Blues", values_format="d", colorbar=True)
         ax.grid(False)
         fig.suptitle(title or "confusion matrix")
-        ax.set_title(f"decision threshold {threshold:.3f}", fontsize="medium")
+        shown = "per criterion" if isinstance(threshold, np.ndarray) else f"{threshold:.3f}"
+        ax.set_title(f"decision threshold {shown}", fontsize="medium")
         fig.tight_layout()
     return fig
 
@@ -284,7 +325,8 @@ def per_criterion_f1_figure(f1: dict[str, float], baseline: dict[str, float] | N
     return fig
 
 
-def classification_report_dict(labels: Sequence[int], probs: Sequence[float], threshold: float = 0.5) -> dict:
+def classification_report_dict(labels: Sequence[int], probs: Sequence[float],
+                               threshold: float | np.ndarray = 0.5) -> dict:
     """sklearn ``classification_report(output_dict=True, zero_division=0)`` with target names
     ``["not met", "met"]`` (both classes always listed)."""
     y, p = _as_arrays(labels, probs)
@@ -313,7 +355,7 @@ def metrics_table(result: dict, title: str = "metrics") -> "Table":
     from rich.table import Table
 
     threshold = result.get("threshold")
-    caption = f"threshold {float(threshold):.3f}" if threshold is not None else None
+    caption = f"threshold {describe_threshold(threshold)}" if threshold is not None else None
     table = Table(title=title, caption=caption)
     table.add_column("group", style="bold")
     for col in _TABLE_COLUMNS:

@@ -41,6 +41,12 @@ def register_peft_methods(register: Register) -> None:
 
 
 @hookspec
+def register_formulations(register: Register) -> None:
+    """Register formulation plugins (subclasses of ``criteria.FormulationPlugin``): how (post,
+    criterion) pairs become model inputs (cross-encoder pairs, one post for every criterion, ...)."""
+
+
+@hookspec
 def register_heads(register: Register) -> None:
     """Register classification-head plugins (subclasses of ``criteria.HeadPlugin``)."""
 

@@ -16,12 +16,15 @@ if TYPE_CHECKING:  # pragma: no cover
     import optuna
     import torch
 
+    from criteria.data.corpus import Corpus
+    from criteria.data.units import Units
     from criteria.engine.runtime import Runtime
     from criteria.plugin.registry import Registry
 
 __all__ = [
     "KINDS",
     "BackendPlugin",
+    "FormulationPlugin",
     "HeadPlugin",
     "Kind",
     "LossPlugin",
@@ -112,6 +115,10 @@ class PeftPlugin(Plugin):
     """
 
     kind: ClassVar[str] = "peft"
+    #: True when layers frozen by the ``[train]`` knobs compute exactly what the base encoder's
+    #: layers compute (nothing of the method acts in them, or what acts is frozen at a no-op), so
+    #: the frozen-layer cache may stand in for them. Off unless a method says so.
+    keeps_frozen_layers: ClassVar[bool] = False
 
     def build(self, model: torch.nn.Module, plan: TrainingPlan) -> torch.nn.Module:
         raise NotImplementedError
@@ -153,6 +160,42 @@ class HeadPlugin(Plugin):
 
     def build(self, hidden_size: int, num_labels: int) -> torch.nn.Module:
         raise NotImplementedError
+
+
+class FormulationPlugin(Plugin):
+    """How (post, criterion) pairs become model inputs, and the model's outputs one logit pair per
+    pair. Whatever the formulation, heads, losses, metrics, thresholds and ``criteria predict``
+    see one logit pair per (post, criterion).
+
+    :meth:`units` says what the encoder reads (a :class:`criteria.Units`: one text or text pair
+    per unit, and which unit and output slot score each pair). The head plugin builds
+    :meth:`head_outputs` outputs per unit; :meth:`scores` turns them into ``(units, slots, 2)``
+    logits. The default reads the head's outputs as one logit pair per slot (``2 * slots``
+    outputs), which suits a cross-encoder (one slot) and a multi-label encoder (one per
+    criterion) alike. A formulation whose units carry ``criteria`` texts (a bi-encoder) also gets
+    the head's outputs for each criterion text, encoded once per batch, and may add a trainable
+    ``scorer`` module of its own (:meth:`build_scorer`)."""
+
+    kind: ClassVar[str] = "formulation"
+    #: Whether a trained model can score criteria it was not trained on (their texts are inputs).
+    scores_new_criteria: ClassVar[bool] = False
+
+    def units(self, corpus: Corpus) -> Units:
+        raise NotImplementedError
+
+    def head_outputs(self, slots: int) -> int:
+        """Outputs the head plugin builds per unit (``num_labels`` of its ``build``)."""
+        return 2 * slots
+
+    def build_scorer(self, head_outputs: int) -> torch.nn.Module | None:
+        """A trainable module :meth:`scores` uses (trained at the head's learning rate), or None."""
+        return None
+
+    def scores(self, head_out: torch.Tensor, scorer: torch.nn.Module | None,
+               criteria_out: torch.Tensor | None) -> torch.Tensor:
+        """``(units, slots, 2)`` logits from the head's ``(units, head_outputs)`` output (and, when
+        the units read criteria, the head's ``(criteria, head_outputs)`` output for them)."""
+        return head_out.view(head_out.shape[0], -1, 2)
 
 
 class LossPlugin(Plugin):
@@ -242,6 +285,7 @@ KINDS: tuple[Kind, ...] = (
     Kind("optimizer", "optimizers", OptimizerPlugin, "Optimizers"),
     Kind("scheduler", "schedulers", SchedulerPlugin, "LR schedulers"),
     Kind("peft", "peft_methods", PeftPlugin, "PEFT methods"),
+    Kind("formulation", "formulations", FormulationPlugin, "Formulations"),
     Kind("head", "heads", HeadPlugin, "Classification heads"),
     Kind("loss", "losses", LossPlugin, "Losses"),
     Kind("backend", "backends", BackendPlugin, "Hardware backends", searched_by_default=False),

@@ -55,6 +55,11 @@ class StudySection(Section):
         description="One direction for every metric, or a list with one per metric.",
     )
     epoch_reduction: Literal["best", "last"] = Field("best", description="Objective over epochs.")
+    reports_per_epoch: int = Field(
+        1, ge=1, le=100,
+        description="Validation reports to the pruner per epoch: above 1, a bad trial can be cut inside its first "
+                    "epoch (each report scores the validation split once more).",
+    )
     fold_reduction: Literal["mean", "median"] = Field("mean", description="Objective over folds.")
     storage: str | None = Field(None, description="Optuna storage URL (default: SQLite file here).")
     seed: int = Field(42, ge=0)

@@ -16,7 +16,7 @@ from criteria.data.splits import holdout, kfold
 from criteria.engine.fit import fit
 from criteria.engine.job import EpochReport, TrainingDiverged
 from criteria.spec.load import Spec
-from criteria.study.outcomes import FAILURE_ATTR, INTERRUPTED_ATTR
+from criteria.study.outcomes import FAILURE_ATTR, INTERRUPTED_ATTR, PRUNED_ATTR
 from criteria.study.pareto import dominates, order_front
 from criteria.study.prepare import PreparedData, make_job
 from criteria.study.progress import StudyProgress
@@ -88,6 +88,7 @@ class Objective:
                 if self.per_fold:  # pruners that compare trials fold by fold (Wilcoxon)
                     trial.report(fold_values[-1], fold)
                     if trial.should_prune():
+                        trial.set_user_attr(PRUNED_ATTR, f"fold {fold} ({fold_values[-1]:.4f})")
                         raise optuna.TrialPruned(f"pruned after fold {fold} ({fold_values[-1]:.4f})")
         except optuna.TrialPruned as pruned:
             if self.tracker:
@@ -152,18 +153,23 @@ class Objective:
         import optuna
 
         def report(epoch: EpochReport) -> None:
-            step = fold * epochs + epoch.epoch  # unique across folds, so pruners compare like with like
+            # Steps count fractions of epochs (parts of one), numbered across folds: they mean
+            # the same in every trial whatever its batch size, so pruners compare like with like.
+            step = (fold * epochs + epoch.epoch - 1) * epoch.parts + epoch.part
             if self.per_epoch:
                 trial.report(epoch.value, step)
-            if self.tracker:
+            if self.tracker and epoch.part == epoch.parts:
                 overall = epoch.metrics["overall"]
                 metrics = {f"val_{k}": v for k, v in overall.items() if isinstance(v, float)}
                 metrics["train_loss"] = epoch.train_loss
                 if folds > 1:
                     metrics.update({f"fold{fold}/{k}": v for k, v in list(metrics.items())})
-                self.tracker.log_metrics(run_id, metrics, step)
+                self.tracker.log_metrics(run_id, metrics, fold * epochs + epoch.epoch)
             if self.per_epoch and trial.should_prune():
-                raise optuna.TrialPruned(f"pruned at fold {fold}, epoch {epoch.epoch} ({epoch.value:.4f})")
+                where = f"epoch {epoch.epoch}" if epoch.part == epoch.parts else \
+                    f"epoch {epoch.epoch - 1 + epoch.part / epoch.parts:.2f}"
+                trial.set_user_attr(PRUNED_ATTR, f"fold {fold}, {where} ({epoch.value:.4f})")
+                raise optuna.TrialPruned(f"pruned at fold {fold}, {where} ({epoch.value:.4f})")
 
         return report
 

@@ -3,9 +3,11 @@ objective that writes them and the summaries and progress lines that read them."
 
 from __future__ import annotations
 
-__all__ = ["FAILURE_ATTR", "INTERRUPTED_ATTR"]
+__all__ = ["FAILURE_ATTR", "INTERRUPTED_ATTR", "PRUNED_ATTR"]
 
 #: Why a trial failed (diverged, out of memory, invalid configuration): a failure that counts.
 FAILURE_ATTR = "failure_reason"
 #: Set on a trial stopped by Ctrl-C: it does not count, so a resumed study runs it again.
 INTERRUPTED_ATTR = "interrupted"
+#: Where a pruned trial was stopped, in words ("fold 0, epoch 0.50 (0.4123)").
+PRUNED_ATTR = "pruned_at"

@@ -5,7 +5,7 @@ jobs for the engine, and scoring a model or the TF-IDF baseline on chosen pairs.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -14,7 +14,7 @@ from criteria.data.corpus import Corpus
 from criteria.data.evidence import EvidencePairs, with_evidence_pairs
 from criteria.data.sources import load_corpus
 from criteria.data.splits import test_split
-from criteria.data.tokens import encode_pairs
+from criteria.data.tokens import EncodedUnits, encode_units
 from criteria.engine.config import TrialConfig
 from criteria.engine.inference import predict_probs
 from criteria.engine.job import TrainingJob, check_trainable
@@ -22,6 +22,7 @@ from criteria.engine.metrics import evaluate
 from criteria.engine.model import load_tokenizer
 from criteria.engine.runtime import Runtime
 from criteria.errors import CriteriaWarning
+from criteria.plugin.kinds import FormulationPlugin
 from criteria.spec.load import Spec
 
 __all__ = ["PreparedData", "baseline_metrics", "evaluate_indices", "make_job", "prepare_data"]
@@ -31,19 +32,29 @@ __all__ = ["PreparedData", "baseline_metrics", "evaluate_indices", "make_job", "
 class PreparedData:
     corpus: Corpus  # the data as loaded: splits, metrics and the baseline use it
     tokenizer: Any
-    encoded: Any  # token ids of every pair of ``evidence.corpus`` (the corpus's pairs come first)
+    max_length: int
     study_indices: tuple[int, ...]  # everything but the held-out test posts
     test_indices: tuple[int, ...]
     evidence: EvidencePairs  # the corpus plus its evidence-sentence pairs, which only training sees
+    _encodings: dict[str, EncodedUnits] = field(default_factory=dict, repr=False)
+
+    def encode(self, formulation: FormulationPlugin) -> EncodedUnits:
+        """Token ids of ``formulation``'s units for every pair of ``evidence.corpus`` (the corpus's
+        own pairs come first, under the same indices), tokenized once per formulation and cached
+        on disk for later runs."""
+        units = formulation.units(self.evidence.corpus)
+        key = units.sha256
+        if key not in self._encodings:
+            self._encodings[key] = encode_units(self.tokenizer, units, self.max_length, corpus=self.evidence.corpus)
+        return self._encodings[key]
 
 
 def prepare_data(spec: Spec) -> PreparedData:
     corpus = load_corpus(spec.data, spec.path.parent)
     tokenizer = load_tokenizer(spec.model.name)
     evidence = with_evidence_pairs(corpus, spec.data.evidence_negatives, spec.study.seed)
-    encoded = encode_pairs(tokenizer, evidence.corpus, spec.data.max_length)
     rest, test = test_split(corpus, spec.data.test_fraction, spec.study.seed)
-    return PreparedData(corpus, tokenizer, encoded, tuple(rest), tuple(test), evidence)
+    return PreparedData(corpus, tokenizer, spec.data.max_length, tuple(rest), tuple(test), evidence)
 
 
 def make_job(spec: Spec, data: PreparedData, config: TrialConfig, train_idx, val_idx, **kwargs: Any) -> TrainingJob:
@@ -55,11 +66,12 @@ def make_job(spec: Spec, data: PreparedData, config: TrialConfig, train_idx, val
         train_idx += data.evidence.for_posts(set(data.corpus.post_ids(train_idx)))
     _warn_single_class_criteria(data.evidence.corpus, val_idx)
     job = TrainingJob(
-        corpus=data.evidence.corpus, encoded=data.encoded, train_indices=train_idx, validation_indices=val_idx,
+        corpus=data.evidence.corpus, encoded=data.encode(config.formulation), train_indices=train_idx,
+        validation_indices=val_idx,
         config=config, model_name=spec.model.name, pad_token_id=data.tokenizer.pad_token_id or 0,
         mask_token_id=_mask_token_id(data.tokenizer), special_token_ids=tuple(data.tokenizer.all_special_ids),
         metric=spec.study.metric, direction=spec.study.direction, seed=spec.study.seed,
-        tune_threshold=config.train.tune_threshold, **kwargs,
+        tune_threshold=config.train.tune_threshold, reports_per_epoch=spec.study.reports_per_epoch, **kwargs,
     )
     check_trainable(job)
     return job
@@ -88,13 +100,14 @@ def _mask_token_id(tokenizer: Any) -> int | None:
     return None
 
 
-def evaluate_indices(model: Any, data: PreparedData, runtime: Runtime, indices, threshold: float,
-                     batch_size: int) -> tuple[dict, np.ndarray, list[int]]:
-    """Metrics of ``model`` on the pairs at ``indices``, with the probabilities and labels behind them."""
+def evaluate_indices(model: Any, data: PreparedData, config: TrialConfig, runtime: Runtime, indices,
+                     threshold: float) -> tuple[dict, np.ndarray, list[int]]:
+    """Metrics of ``model`` (trained with ``config``) on the pairs at ``indices``, with the
+    probabilities and labels behind them."""
     labels = data.corpus.labels
     idx = np.asarray(indices)
-    probs, _ = predict_probs(model.to(runtime.device), runtime, data.encoded, idx, labels,
-                             data.tokenizer.pad_token_id or 0, batch_size)
+    probs, _ = predict_probs(model.to(runtime.device), runtime, data.encode(config.formulation), idx, labels,
+                             data.tokenizer.pad_token_id or 0, config.train.eval_batch_size)
     wanted = [labels[i] for i in idx]
     groups = [data.corpus.pairs[i].criterion_id for i in idx]
     return evaluate(wanted, probs, groups, threshold), probs, wanted

@@ -16,6 +16,7 @@ from criteria.engine.metrics import (
     classification_report_dict,
     confusion_matrix_figure,
     per_criterion_f1_figure,
+    thresholds_of,
 )
 from criteria.engine.model import MODEL_FILE, load_classifier
 from criteria.files import write_json
@@ -126,21 +127,21 @@ def export_best(study: Any, spec: Spec, data: PreparedData, output: Path,
         result = fit(make_job(spec, data, config, split.train, split.validation, runtime=runtime), progress=progress)
         save_run_model(result, data, spec, config, folder, study=spec.study.name, trial=best.number)
     model, _, metadata = load_classifier(folder / "model", spec.registry)
-    threshold = float(metadata.get("threshold", 0.5))
+    threshold = metadata.get("threshold", 0.5)
     test = baseline_test = None
     files = [folder / "spec.resolved.json"]
     if data.test_indices:
-        test, probs, labels = evaluate_indices(model, data, runtime, data.test_indices, threshold,
-                                               config.train.eval_batch_size)
+        test, probs, labels = evaluate_indices(model, data, config, runtime, data.test_indices, threshold)
         baseline_test = baseline_metrics(data.corpus, data.study_indices, data.test_indices, spec.study.seed)
-        figure = confusion_matrix_figure(labels, probs, threshold, title=f"best trial {best.number}, test posts")
+        each = thresholds_of(threshold, [data.corpus.pairs[i].criterion_id for i in data.test_indices])
+        figure = confusion_matrix_figure(labels, probs, each, title=f"best trial {best.number}, test posts")
         figure.savefig(folder / "confusion_matrix.png", dpi=110, bbox_inches="tight")
         names = {c.id: c.name for c in data.corpus.criteria}
         baseline_f1 = {names.get(g, g): m["f1"] for g, m in baseline_test["per_group"].items()}
         per_criterion_f1_figure({names.get(g, g): m["f1"] for g, m in test["per_group"].items()}, baseline_f1,
                                 title=f"best trial {best.number}: F1 per criterion, test posts",
                                 ).savefig(folder / "per_criterion_f1.png", dpi=110, bbox_inches="tight")
-        write_json(folder / "classification_report.json", classification_report_dict(labels, probs, threshold),
+        write_json(folder / "classification_report.json", classification_report_dict(labels, probs, each),
                    "classification report")
         files += [folder / "confusion_matrix.png", folder / "per_criterion_f1.png", folder / "classification_report.json"]
     if spec.study.multi_objective:

@@ -50,8 +50,7 @@ def train_from_spec(spec: Spec, output: Path, *, progress: StudyProgress | None 
     validation["threshold"] = result.threshold
     test = baseline_test = None
     if data.test_indices:
-        test, _, _ = evaluate_indices(result.model, data, runtime, data.test_indices, result.threshold,
-                                      config.train.eval_batch_size)
+        test, _, _ = evaluate_indices(result.model, data, config, runtime, data.test_indices, result.threshold)
         if baseline:
             baseline_test = baseline_metrics(data.corpus, data.study_indices, data.test_indices, spec.study.seed)
 
@@ -74,6 +73,7 @@ def save_run_model(result: FitResult, data: PreparedData, spec: Spec, config: Tr
     """Write ``folder/model`` (what ``criteria predict`` loads) and ``folder/spec.resolved.json``."""
     save_classifier(result.model, data.tokenizer, folder / "model", {
         "head": {"name": config.head.name, "config": config.head.config.model_dump()},
+        "formulation": {"name": config.formulation.name, "config": config.formulation.config.model_dump()},
         "criteria": [vars(c) for c in data.corpus.criteria],
         "max_length": spec.data.max_length,
         "threshold": result.threshold,
