@@ -38,7 +38,8 @@ def plugins(lr: float) -> dict:
     return {
         "optimizer": make("optimizer", "adamw", lr=lr, weight_decay=0.0), "scheduler": make("scheduler", "linear"),
         "peft": make("peft", "none"), "head": make("head", "linear", dropout=0.1),
-        "loss": make("loss", "cross_entropy"), "backend": make("backend", "cpu"),
+        "loss": make("loss", "cross_entropy"), "backend": make("backend", "cpu", precision="fp32"),
+        "formulation": make("formulation", "pair"),
     }
 
 

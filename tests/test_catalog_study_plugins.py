@@ -213,6 +213,8 @@ def test_wilcoxon_prunes_a_trial_whose_fold_values_are_clearly_worse():
 FIXED_KINDS = """
 [backend]
 use = "cpu"
+[formulation]
+use = "pair"
 [scheduler]
 use = "linear"
 search_params = false

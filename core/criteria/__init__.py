@@ -67,6 +67,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from criteria.plugin.fields import BoolParam, ChoiceParam, FloatParam, IntParam
     from criteria.plugin.kinds import (
         BackendPlugin,
+        FormulationPlugin,
         HeadPlugin,
         LossPlugin,
         OptimizerPlugin,

@@ -17,6 +17,7 @@ from typing import Any, Iterator
 
 from rich.console import Console
 
+from criteria.engine.thresholds import describe_threshold
 from criteria.study.outcomes import FAILURE_ATTR, INTERRUPTED_ATTR, PRUNED_ATTR
 from criteria.study.progress import StudyPlan, StudyProgress
 
@@ -47,7 +48,7 @@ def _duration(seconds: float) -> str:
 def _epoch_line(report: Any, metric: str) -> str:
     line = f"val {metric} {report.value:.4f}"
     if report.threshold != 0.5:
-        line += f" (threshold {report.threshold:.2f})"
+        line += f" (threshold {describe_threshold(report.threshold)})"
     return (f"{line}, train loss {report.train_loss:.4f}, {_duration(report.seconds)}, "
             f"{report.train_samples_per_second:.1f} samples/s")
 

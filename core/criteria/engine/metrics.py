@@ -19,7 +19,7 @@ import math
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Mapping, Union
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 from sklearn.exceptions import UndefinedMetricWarning
@@ -38,6 +38,7 @@ from sklearn.metrics import (
 )
 
 from criteria.engine.metric_names import METRIC_NAMES, RANKING_METRICS
+from criteria.engine.thresholds import Threshold, describe_threshold, thresholds_of
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
@@ -49,11 +50,9 @@ __all__ = [
     "binary_metrics",
     "classification_report_dict",
     "confusion_matrix_figure",
-    "describe_threshold",
     "per_criterion_f1_figure",
     "evaluate",
     "metrics_table",
-    "thresholds_of",
     "tune_threshold",
     "tune_thresholds",
 ]
@@ -86,23 +85,6 @@ def _predict(p: np.ndarray, threshold: float | np.ndarray) -> np.ndarray:
     return (p >= threshold).astype(np.int64)
 
 
-Threshold = Union[float, Mapping[str, float]]
-
-
-def thresholds_of(threshold: Threshold, groups: Sequence[str]) -> float | np.ndarray:
-    """The decision threshold of each example: one for all, or each criterion's own (a criterion
-    the mapping does not name uses 0.5)."""
-    if isinstance(threshold, Mapping):
-        return np.asarray([float(threshold.get(str(g), 0.5)) for g in groups], dtype=np.float64)
-    return float(threshold)
-
-
-def describe_threshold(threshold: Threshold) -> str:
-    """``0.430``, or ``per criterion (0.31 to 0.62)``."""
-    if isinstance(threshold, Mapping):
-        values = list(threshold.values())
-        return f"per criterion ({min(values):.2f} to {max(values):.2f})" if values else "per criterion"
-    return f"{float(threshold):.3f}"
 
 
 @contextmanager

@@ -12,9 +12,9 @@ from criteria.data.loaders import load_criteria_json, load_posts
 from criteria.data.tokens import encode_texts, encode_units
 from criteria.data.units import pair_units
 from criteria.engine.inference import predict_probs
-from criteria.engine.metrics import thresholds_of
 from criteria.engine.model import criteria_tensors, load_classifier
 from criteria.engine.runtime import Runtime
+from criteria.engine.thresholds import thresholds_of
 from criteria.errors import CriteriaError
 from criteria.files import atomic_output, check_output_file
 from criteria.plugin.registry import Registry

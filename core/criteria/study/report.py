@@ -16,9 +16,9 @@ from criteria.engine.metrics import (
     classification_report_dict,
     confusion_matrix_figure,
     per_criterion_f1_figure,
-    thresholds_of,
 )
 from criteria.engine.model import MODEL_FILE, load_classifier
+from criteria.engine.thresholds import thresholds_of
 from criteria.files import write_json
 from criteria.spec.load import Spec
 from criteria.study.pareto import exported_trial, order_front
