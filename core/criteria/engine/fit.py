@@ -27,6 +27,7 @@ from criteria.engine.metric_names import METRIC_NAMES, RANKING_METRICS
 from criteria.engine.metrics import evaluate, tune_threshold
 from criteria.engine.micro_batches import MicroBatcher, worst_case_indices
 from criteria.engine.model import NUM_LABELS, build_model, unwrap_compiled
+from criteria.engine.modes import PluginModes
 from criteria.engine.optimization import optimizer_step, parameter_groups, training_plan
 from criteria.engine.token_dropout import TokenDropout
 
@@ -112,6 +113,10 @@ class _TrainingRun:
         )
         self.optimizer = config.optimizer.build(groups)
         self.scheduler = config.scheduler.build(self.optimizer, plan)
+        self.modes = PluginModes(config.plugins, {
+            "optimizer": self.optimizer, "scheduler": self.scheduler, "peft": self.core.encoder,
+            "head": self.core.head, "loss": self.loss_fn, "backend": runtime,
+        })
         self.dropout = TokenDropout.for_job(job, runtime.device)
         self.scaler = runtime.grad_scaler()
         self.train_lengths = job.encoded.lengths[self.train_idx]
@@ -152,6 +157,7 @@ class _TrainingRun:
         """One pass over the training examples; returns the mean training loss and examples seen."""
         self.epoch = epoch
         self.model.train()
+        self.modes.train()  # back from the previous epoch's validation
         step_task = progress.add_task(f"train epoch {epoch}", total=self.steps_per_epoch) if progress else None
         total_loss, seen = 0.0, 0
         for step_positions in bucketed_batches(self.train_lengths, self.effective, seed=self.job.seed, epoch=epoch):
@@ -174,6 +180,9 @@ class _TrainingRun:
                  progress: Any = None) -> EpochReport:
         """Score the validation split (at the epoch's tuned threshold when asked) and report it."""
         job = self.job
+        # Evaluated in the plugins' evaluation mode, and left in it for keep_best and result:
+        # the weights scored are the weights kept.
+        self.modes.eval()
         probs, val_loss = predict_probs(self.model, self.runtime, job.encoded, self.val_idx, self.labels,
                                         job.pad_token_id, self.train.eval_batch_size, self.loss_fn, progress)
         val_labels = [self.labels[i] for i in self.val_idx]
@@ -196,6 +205,7 @@ class _TrainingRun:
 
     def result(self, history: list[EpochReport], stopped_early: bool) -> FitResult:
         """The best epoch's weights restored, and the run's history."""
+        self.modes.eval()
         if self.best_state is not None:
             self.core.load_state_dict(self.best_state)
         direction = self.job.direction
