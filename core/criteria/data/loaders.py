@@ -33,7 +33,6 @@ from criteria.data.corpus import (
 from criteria.errors import did_you_mean
 
 
-
 class DataSource(Protocol):
     """What :func:`load_corpus` needs to find a corpus (a spec's ``[data]`` section is one)."""
 
