@@ -119,6 +119,9 @@ def print_summary(summary, metric: str, export=None) -> None:
     table.add_row("tracking", summary.tracking)
     if export is not None:
         table.add_row("outputs", str(export.folder))
+    if export is not None and export.mlflow_model is not None:
+        model = export.mlflow_model
+        table.add_row("MLflow model", model.uri + (f" (registered: {model.registered_uri})" if model.registered_name else ""))
     console.print(table)
     if summary.front:
         console.print(_front_table(summary))
