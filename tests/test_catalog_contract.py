@@ -142,3 +142,13 @@ def test_a_head_with_the_wrong_output_shape_is_caught():
 
     with pytest.raises(AssertionError, match=r"not \(batch, num_labels\) = \(4, 2\)"):
         exercise_plugin(Wide)
+
+
+def test_registered_plugin_finds_an_installed_plugin_and_explains_a_missing_one():
+    from criteria.testing import registered_plugin
+
+    assert registered_plugin("optimizer", "adamw", distribution="criteria").distribution == "criteria"
+    with pytest.raises(AssertionError, match="comes from criteria 0.1.0, not criteria-other"):
+        registered_plugin("optimizer", "adamw", distribution="criteria-other")
+    with pytest.raises(AssertionError, match="is not registered: no installed distribution registers it"):
+        registered_plugin("optimizer", "no_such_optimizer")

@@ -47,7 +47,7 @@ from criteria.plugin.kinds import TrainingPlan
 from criteria.plugin.registry import PluginInfo, Registry, normalize_distribution
 
 __all__ = ["HEAVY_MODULES", "PluginUnavailable", "check_plugin", "contract_problems", "exercise_plugin",
-           "registered_plugin"]
+           "heavy_imports", "registered_plugin", "tiny_batch", "tiny_classifier"]
 
 #: What a plugin module must not import at its top level (listing and --help stay fast).
 HEAVY_MODULES = ("torch", "transformers", "peft", "bitsandbytes", "optuna", "mlflow")
@@ -112,9 +112,13 @@ def registered_plugin(kind: str, name: str, *, distribution: str | None = None) 
     Fails with the registry's reason when it is broken, missing or from another distribution."""
     registry = Registry.from_entry_points()
     plugins = registry.plugins(kind)
-    broken = [b for b in registry.broken if b.name == name or (distribution and
-                                                                normalize_distribution(b.distribution)
-                                                                == normalize_distribution(distribution))]
+
+    def concerns_it(broken: Any) -> bool:  # its distribution's failures, or failures under its name
+        if distribution:
+            return normalize_distribution(broken.distribution) == normalize_distribution(distribution)
+        return (broken.kind, broken.name) == (kind, name)
+
+    broken = [b for b in registry.broken if concerns_it(b)]
     if name not in plugins:
         why = "; ".join(f"{b.source} {b.what}: {b.reason}" for b in broken) or (
             "no installed distribution registers it; is the package installed (pip install -e .) and its "

@@ -100,6 +100,8 @@ def log_classifier_model(model_folder: Path, tracker: StudyTracker, registry: Re
     import pandas as pd
 
     logging.getLogger("mlflow").setLevel(logging.WARNING)
+    # It warns that a Python object is pickled; this one is pickled by reference to its module.
+    logging.getLogger("mlflow.pyfunc").setLevel(logging.ERROR)
     mlflow.set_tracking_uri(tracker.uri)
     with mlflow.start_run(run_id=tracker.parent_id):
         info = mlflow.pyfunc.log_model(
