@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 from builtin_plugins import BUILTINS, one_epoch_job, write_tiny_spec
-
 from criteria.data.batching import UnitPairs, collate
 from criteria.engine import frozen_cache
 from criteria.engine.fit import fit

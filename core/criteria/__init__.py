@@ -2,8 +2,12 @@
 and search their hyperparameters with Optuna, from plugins.
 
 This module is the public API for plugin authors: everything a plugin of any kind needs is
-importable from here (``from criteria import OptimizerPlugin, FloatParam, hookimpl``). Names
-elsewhere in the package are internal and may change between releases.
+importable from here (``from criteria import OptimizerPlugin, FloatParam, hookimpl``), and
+:mod:`criteria.testing` checks and runs a plugin the way the project tests its own. Names elsewhere
+in the package are internal and may change between releases.
+
+``PLUGIN_API`` is the version of the plugin contract; within a version the contract only grows
+(see :mod:`criteria.plugin.hookspecs`).
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ _EXPORTS = {
     "pair_units": "criteria.data.units",
     "post_units": "criteria.data.units",
     "with_criteria": "criteria.data.units",
+    "PLUGIN_API": "criteria.plugin.hookspecs",
     "Precision": "criteria.engine.runtime",
     "Runtime": "criteria.engine.runtime",
 }
@@ -65,6 +70,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from criteria.hardware import Bf16Support, CudaDevice, cpu_bf16_support, cuda_devices, usable_cores
     from criteria.plugin.base import Availability, Plugin, PluginConfig, Requirements
     from criteria.plugin.fields import BoolParam, ChoiceParam, FloatParam, IntParam
+    from criteria.plugin.hookspecs import PLUGIN_API
     from criteria.plugin.kinds import (
         BackendPlugin,
         FormulationPlugin,
@@ -124,6 +130,7 @@ __all__ = [
     "OptimizerPlugin",
     "PeftPlugin",
     "Plugin",
+    "PLUGIN_API",
     "PluginConfig",
     "Precision",
     "PrunerPlugin",

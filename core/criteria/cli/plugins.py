@@ -122,3 +122,25 @@ def plugins_reference(
         return
     output.write_text(text, encoding="utf-8")
     console.print(f"wrote {output}")
+
+
+@plugins_app.command("new")
+def plugins_new(
+    kind: str = typer.Argument(..., help="Kind of plugin: optimizer, scheduler, peft, head, loss, pruner, sampler, backend."),
+    name: str = typer.Argument(..., help="The plugin's name, as specs will write it (e.g. my_sgd)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Package folder (default: ./criteria-NAME)."),
+) -> None:
+    """Start a plugin package: pyproject with the entry point, a working example plugin, tests, README."""
+    from criteria.plugin.scaffold import write_plugin_package
+
+    existing = [info for info in registry().find(name) if info.kind.name == kind]
+    if existing:
+        raise CriteriaError(f"{kind} {name!r} already exists ({existing[0].source}); a second one would not load. "
+                            "Choose another name.")
+    package, folder = write_plugin_package(kind, name, output)
+    console.print(f"wrote [bold]{folder}[/]: the {kind} [cyan]{name}[/] in {package.package}/__init__.py. Next:",
+                  soft_wrap=True)
+    for command, why in ((f"pip install -e {folder}", "criteria finds it through its entry point"),
+                         (f"criteria plugins list --kind {kind}", f"listed with {package.distribution} 0.1.0"),
+                         (f"python -m pytest {folder}", "its contract, then a real run (criteria.testing)")):
+        console.print(f"  {command:<48} # {why}", soft_wrap=True, highlight=False, markup=False)

@@ -122,6 +122,9 @@ def print_summary(summary, metric: str, export=None) -> None:
         table.add_row("outputs", str(export.folder))
         for note in export.notes:
             table.add_row("note", note)
+    if export is not None and export.mlflow_model is not None:
+        model = export.mlflow_model
+        table.add_row("MLflow model", model.uri + (f" (registered: {model.registered_uri})" if model.registered_name else ""))
     console.print(table)
     if summary.front:
         console.print(_front_table(summary))

@@ -27,6 +27,8 @@ def space(spec: Path = SpecArg) -> None:
     """Print the resolved search space as a tree: kind, plugin, parameter, distribution."""
     from rich.tree import Tree
 
+    from criteria.spec.choices import choice_parameter
+
     loaded = open_spec(spec)
     search = loaded.space
     dims = search.dimensions()
@@ -37,11 +39,17 @@ def space(spec: Path = SpecArg) -> None:
         for key, value in plugin.config.model_dump().items():
             node.add(f"{key} = {render_value(value)}")
     _add_config_space(tree.add("[bold]train[/]"), search.train)
-    for kind_space in search.kinds.values():
+    offered = search.choices.offered()
+    for name, kind_space in search.kinds.items():
         names = list(kind_space.options)
-        label = f"[bold]{kind_space.kind.name}[/]"
+        label = f"[bold]{name}[/]"
         label += f" = choice({', '.join(names)})" if len(names) > 1 else f" = [cyan]{names[0]}[/] (fixed)"
         node = tree.add(label)
+        for subset in offered[name]:
+            if list(subset) != names:  # plugins chosen before this kind rule some out (requires/excludes)
+                shown = f"{choice_parameter(name, subset, names)} ~ choice({', '.join(subset)})" if len(subset) > 1 \
+                    else f"{name} = [cyan]{subset[0]}[/]"
+                node.add(f"{shown} [dim](when the plugins chosen before allow only these)[/]")
         for name, (info, config_space) in kind_space.options.items():
             _add_config_space(node.add(f"[cyan]{name}[/] [dim]({info.source})[/]"), config_space)
     console.print(tree)

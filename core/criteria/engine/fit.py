@@ -40,6 +40,7 @@ from criteria.engine.model import (
     resolve_model_name,
     unwrap_compiled,
 )
+from criteria.engine.modes import PluginModes
 from criteria.engine.optimization import optimizer_step, parameter_groups, training_plan
 from criteria.engine.progress import FitProgress
 from criteria.engine.token_dropout import TokenDropout
@@ -134,6 +135,10 @@ class _TrainingRun:
         )
         self.optimizer = config.optimizer.build(groups)
         self.scheduler = config.scheduler.build(self.optimizer, plan)
+        self.modes = PluginModes(config.plugins, {
+            "optimizer": self.optimizer, "scheduler": self.scheduler, "peft": self.core.encoder,
+            "head": self.core.head, "loss": self.loss_fn, "backend": runtime, "formulation": self.core.scorer,
+        })
         self.dropout = TokenDropout.for_job(job, runtime.device)
         self.scaler = runtime.grad_scaler()
         self.train_lengths = job.encoded.lengths[self.members.units]
@@ -202,6 +207,7 @@ class _TrainingRun:
         evenly spaced steps and reported to the callbacks (a pruner may stop the trial there)."""
         self.epoch = epoch
         self.model.train()
+        self.modes.train()  # back from the previous epoch's validation
         parts = self.parts
         report_after = {math.ceil(self.steps_per_epoch * part / parts): part for part in range(1, parts)}
         total_loss, seen = 0.0, 0
@@ -221,6 +227,7 @@ class _TrainingRun:
                 for callback in self.job.callbacks:
                     callback(report)  # may raise optuna.TrialPruned
                 self.model.train()
+                self.modes.train()
         return total_loss / max(1, seen), seen
 
     def _after_step(self) -> None:
@@ -231,6 +238,9 @@ class _TrainingRun:
         """Score the validation split (at the epoch's tuned thresholds when asked) and report it;
         ``part`` of ``parts`` says how far into the epoch (the epoch's end is ``parts``)."""
         job = self.job
+        # Evaluated in the plugins' evaluation mode, and left in it for keep_best and result:
+        # the weights scored are the weights kept.
+        self.modes.eval()
         probs, val_loss = predict_probs(self.model, self.runtime, job.encoded, self.val_idx, self.labels,
                                         job.pad_token_id, self.train.eval_batch_size, self.loss_fn, progress,
                                         before_forward=self._feed)
@@ -265,6 +275,7 @@ class _TrainingRun:
     def result(self, history: list[EpochReport], stopped_early: bool) -> FitResult:
         """The whole model (frozen layers back in place) with the best epoch's weights, and the
         run's history."""
+        self.modes.eval()
         if self.cut is not None:
             self.cut.restore()
         if self.best_state is not None:

@@ -16,7 +16,7 @@ import types
 import typing
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, ClassVar, Literal, Union
+from typing import Any, ClassVar, Collection, Literal, Mapping, Union
 
 from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
 
@@ -141,6 +141,12 @@ class Plugin:
     # False when ``available()`` depends on something the listing cache does not watch (see
     # :mod:`criteria.plugin.base.listing`): `criteria plugins list` then imports every plugin each time.
     cache_availability: ClassVar[bool] = True
+    # Plugins of other kinds this one works only with, or never with, by kind and name: e.g.
+    # ``requires_plugins = {"scheduler": ("constant",)}``, ``excludes_plugins = {"head": ("pooler",)}``.
+    # A study offers only compatible combinations (see :mod:`criteria.plugin.compatibility`);
+    # `criteria validate` rejects a spec that fixes an incompatible one.
+    requires_plugins: ClassVar[Mapping[str, Collection[str]]] = {}
+    excludes_plugins: ClassVar[Mapping[str, Collection[str]]] = {}
 
     def __init__(self, config: PluginConfig | None = None, **values: Any) -> None:
         if config is not None and values:
@@ -160,6 +166,19 @@ class Plugin:
 
     def build(self, *args: Any, **kwargs: Any) -> Any:  # pragma: no cover - kinds override
         raise NotImplementedError
+
+    # The engine switches between training and evaluation the way torch switches a module with
+    # ``train()`` and ``eval()``; a plugin whose built object has modes of its own follows here.
+    # Both receive what ``build`` returned and are called only on a change of mode.
+
+    def before_training(self, built: Any) -> None:
+        """Called before the engine trains (each epoch's first step): e.g. a schedule-free
+        optimizer's ``optimizer.train()``."""
+
+    def before_evaluation(self, built: Any) -> None:
+        """Called before the engine evaluates, keeps or returns the weights (each validation, the
+        best epoch's state, the trained model): e.g. ``optimizer.eval()``, which swaps in a
+        schedule-free optimizer's averaged weights."""
 
     def __repr__(self) -> str:
         return f"<{self.kind} {self.name!r} {self.config!r}>"

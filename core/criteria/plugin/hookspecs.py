@@ -12,6 +12,16 @@ A distribution makes its module known through an entry point in the ``criteria``
 
     [project.entry-points.criteria]
     my_optimizers = "my_package.optimizers"
+
+and says which versions of this contract it was written for with a module-level constant::
+
+    CRITERIA_PLUGIN_API = 1          # or a collection: (1, 2)
+
+The contract's version is :data:`PLUGIN_API`. Within one version the contract only grows: new
+hooks, new optional methods and attributes with defaults; nothing a plugin relies on is removed or
+changes meaning. A change that could break a plugin bumps the version, and a module that does not
+declare the running version is listed as broken with the reason instead of being loaded. A module
+that declares nothing was written for version 1, the first.
 """
 
 from __future__ import annotations
@@ -21,6 +31,11 @@ from typing import Callable
 import pluggy
 
 hookspec = pluggy.HookspecMarker("criteria")
+
+#: The version of the plugin contract (hooks, base classes, build signatures) this criteria provides.
+PLUGIN_API = 1
+#: The module-level name under which a plugin module declares the versions it supports.
+API_DECLARATION = "CRITERIA_PLUGIN_API"
 
 Register = Callable[..., None]
 

@@ -24,9 +24,11 @@ from pydantic import BaseModel, ValidationError
 from criteria.engine.config import TrainConfig
 from criteria.errors import CriteriaError, did_you_mean
 from criteria.plugin.base import Plugin
+from criteria.plugin.compatibility import conflict
 from criteria.plugin.fields import error_message, params_of
 from criteria.plugin.kinds import KINDS, Kind
 from criteria.plugin.registry import Registry
+from criteria.spec.choices import PluginChoices
 from criteria.spec.errors import SpecError, SpecProblem
 from criteria.spec.schema import CORE_SECTIONS, DataSection, ModelSection, StudySection
 from criteria.spec.space import KindSpace, SearchSpace
@@ -129,7 +131,9 @@ def parse_spec(raw: dict[str, Any], path: Path, registry: Registry) -> Spec:
         elif not any(p.key.startswith(kind.name) for p in problems):  # else its problems are reported
             study_plugins[kind.name] = kind_space.default()
 
-    space = SearchSpace(train, per_trial)
+    if not problems:
+        problems.extend(_compatibility_problems(raw, per_trial, study_plugins))
+    space = SearchSpace(train, per_trial, context=tuple(study_plugins.values()))
     if multi_objective and not problems:
         problems.extend(_multi_objective_problems(study_section, study_plugins, registry))
     if isinstance(study_section, StudySection) and not problems:
@@ -146,6 +150,50 @@ def parse_spec(raw: dict[str, Any], path: Path, registry: Registry) -> Spec:
         model=sections["model"], space=space,  # type: ignore[arg-type]
         study_plugins=study_plugins, registry=registry,
     )
+
+
+def _compatibility_problems(raw: dict[str, Any], per_trial: dict[str, KindSpace],
+                            study_plugins: dict[str, Plugin]) -> list[SpecProblem]:
+    """Plugins that require or exclude one another (:mod:`criteria.plugin.compatibility`).
+
+    A plugin the spec names in a ``use`` that no valid combination can include is an error (so a
+    spec fixing incompatible plugins fails here, before any training); one the spec did not name
+    (``use`` left to its default: every available plugin) is left out of the search quietly.
+    Drops those from ``per_trial`` in place."""
+    problems = []
+    fixed = list(study_plugins.values())
+    for i, plugin in enumerate(fixed):
+        for other in fixed[i + 1:]:
+            reason = conflict(type(plugin), type(other))
+            if reason:
+                problems.append(SpecProblem(f"{other.kind}.use", f"{reason}, and [{plugin.kind}] uses {plugin.name!r}",
+                                            given=other.name, hint=f"choose another {other.kind} or {plugin.kind}"))
+    choices = PluginChoices({name: [info.cls for info, _ in ks.options.values()] for name, ks in per_trial.items()},
+                            context=[type(plugin) for plugin in fixed])
+    usable = choices.usable()
+    for name, kind_space in per_trial.items():
+        named = _named_in_use(raw.get(name))
+        for option, (info, _) in list(kind_space.options.items()):
+            if option in usable[name]:
+                continue
+            if option not in named and usable[name]:
+                del kind_space.options[option]
+                continue
+            hint = (f"allow a plugin it works with, or remove {option!r} from {name}.use" if option in named
+                    else f"name in [{name}] use the {name}s that work with the plugins the spec fixes")
+            problems.append(SpecProblem(
+                f"{name}.use", f"{name} {option!r} cannot be used with the plugins this spec allows: "
+                f"{choices.why_unusable(name, info.cls)}", given=option, hint=hint,
+            ))
+    return problems
+
+
+def _named_in_use(section: Any) -> set[str]:
+    """The plugin names a kind's section lists in ``use`` (or its ``kind = "name"`` shorthand)."""
+    use = section.get("use") if isinstance(section, dict) else section
+    if isinstance(use, str):
+        return {use}
+    return {name for name in use if isinstance(name, str)} if isinstance(use, list) else set()
 
 
 def _enqueue_problems(study: StudySection, space: SearchSpace) -> list[SpecProblem]:
@@ -303,7 +351,10 @@ def _resolve_use(kind: Kind, use: Any, registry: Registry, problems: list[SpecPr
                 ))
             continue
         broken = registry.broken_plugin(kind.name, name)
+        blocked = registry.blocked_plugin(kind.name, name)
         reason = f"; it failed to load from {broken.source}: {broken.reason}" if broken else ""
+        if blocked:
+            reason = f"; {blocked.source} provides it, but CRITERIA_BLOCK_PLUGINS switches it off"
         problems.append(SpecProblem(
             key, f"unknown {kind.name} {name!r}{did_you_mean(name, plugins)}{reason}", given=use,
             allowed=", ".join(plugins), hint="run `criteria plugins list` to see every plugin",

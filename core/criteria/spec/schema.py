@@ -71,6 +71,10 @@ class StudySection(Section):
         "keep", description="Best model to export: the best trial's own (keep), the best "
                             "configuration retrained after the study (refit), or none.",
     )
+    register_model: str | None = Field(
+        None, min_length=1, description="Register the exported model in the MLflow model registry under this "
+                                        "name (a new version each export); it is logged as an MLflow model either way.",
+    )
 
     @field_validator("metrics", mode="before")
     @classmethod

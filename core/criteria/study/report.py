@@ -40,6 +40,7 @@ class Export:
     baseline_test: dict[str, Any] | None
     plots: list[Path]
     notes: list[str] = field(default_factory=list)  # what was left out and why, for the summary
+    mlflow_model: Any = None  # criteria.study.mlflow_model.LoggedModel, when tracking is on
 
 
 def write_plots(study: Any, folder: Path, metrics: Sequence[str] = (), notes: list[str] | None = None) -> list[Path]:
@@ -157,7 +158,12 @@ def export_best(study: Any, spec: Spec, data: PreparedData, output: Path,
     if tracker and test is not None:
         tracker.log_summary({"test_macro_f1": test["overall"]["macro_f1"],
                              "baseline_test_macro_f1": baseline_test["overall"]["macro_f1"]})
-    return Export(folder, test, baseline_test, plots, notes)
+    logged = None
+    if tracker:
+        from criteria.study.mlflow_model import log_classifier_model
+
+        logged = log_classifier_model(folder / "model", tracker, spec.registry, register_as=spec.study.register_model)
+    return Export(folder, test, baseline_test, plots, notes, logged)
 
 
 def _kept_trial(metadata: Path) -> int | None:
