@@ -60,12 +60,17 @@ def predict(
     output: Path = typer.Option(Path("predictions.csv"), "--output", "-o", help="Where to write the scores."),
     criteria: Optional[Path] = typer.Option(
         None, "--criteria", help="A criteria JSON to score instead of the model's own (biencoder models only)."),
+    evidence: bool = typer.Option(
+        False, "--evidence", help="Add an evidence column: for each met pair, the post's most likely evidence "
+                                  "sentences with their probabilities (models trained with evidence binding)."),
+    evidence_top: int = typer.Option(3, "--evidence-top", min=1, help="Sentences shown per met pair with --evidence."),
 ) -> None:
     """Score every post against every criterion the model was trained on (or, for a model that reads
     criterion texts, against the criteria of --criteria)."""
     from criteria.engine.predict import predict_file
 
-    rows = predict_file(run_dir, input, output, registry(), criteria_json=criteria)
+    rows = predict_file(run_dir, input, output, registry(), criteria_json=criteria,
+                        evidence_top=evidence_top if evidence else 0)
     console.print(f"wrote {rows} rows to [bold]{output}[/]")
 
 
