@@ -32,7 +32,7 @@ from criteria.engine.frozen_cache import (
 )
 from criteria.engine.inference import predict_probs
 from criteria.engine.job import EpochReport, FitResult, TrainingDiverged, TrainingJob, check_trainable
-from criteria.engine.metric_names import METRIC_NAMES, RANKING_METRICS
+from criteria.engine.metric_names import threshold_metric
 from criteria.engine.metrics import evaluate, tune_threshold, tune_thresholds
 from criteria.engine.micro_batches import MicroBatcher, worst_case_indices
 from criteria.engine.model import (
@@ -270,7 +270,7 @@ class _TrainingRun:
         # are compared by what the model would be used at, not by how calibrated it is yet.
         threshold: float | dict[str, float] = 0.5
         if job.tune_threshold:
-            metric = _tunable(job.metric)
+            metric = threshold_metric(job.metric)
             threshold = (tune_thresholds(val_labels, probs, groups, metric=metric)
                          if self.train.threshold_scope == "per_criterion" else tune_threshold(val_labels, probs, metric))
         metrics = evaluate(val_labels, probs, groups, threshold)
@@ -306,11 +306,6 @@ class _TrainingRun:
         best_epoch = 1 + max(range(len(history)), key=lambda i: _sortable(history[i].value, direction))
         return FitResult(self.core, history, best_epoch, history[best_epoch - 1].threshold, self.best_probs,
                          stopped_early)
-
-
-def _tunable(metric: str) -> str:
-    """The metric to tune the threshold for: the objective, unless it ignores the threshold."""
-    return metric if metric in METRIC_NAMES and metric not in RANKING_METRICS else "macro_f1"
 
 
 def _sortable(value: float, direction: str) -> float:

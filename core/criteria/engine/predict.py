@@ -80,7 +80,7 @@ class ScoredPairs:
     evidence: dict[int, np.ndarray] = field(default_factory=dict)
 
 
-def _own_criteria(metadata: Mapping[str, Any]) -> tuple[Criterion, ...]:
+def model_criteria(metadata: Mapping[str, Any]) -> tuple[Criterion, ...]:
     return tuple(Criterion(**c) for c in metadata["criteria"])
 
 
@@ -96,7 +96,7 @@ class ModelScorer:
 
     @property
     def criteria(self) -> tuple[Criterion, ...]:
-        return _own_criteria(self.metadata)
+        return model_criteria(self.metadata)
 
     def prepare(self, runtime: Runtime) -> ModelScorer:
         self.model = runtime.prepare(self.model)

@@ -52,6 +52,12 @@ class PreparedData:
             self._encodings[key] = encode_units(self.tokenizer, units, self.max_length, corpus=self.evidence.corpus)
         return self._encodings[key]
 
+    def evidence_gold(self) -> dict[int, tuple[int, ...]]:
+        """The evidence sentences (indices into their post's sentences) of each met pair of the
+        corpus that has some, by pair index."""
+        return {i: self.sentences.evidence[(p.post_id, p.criterion_id)] for i, p in enumerate(self.corpus.pairs)
+                if (p.post_id, p.criterion_id) in self.sentences.evidence}
+
     def evidence_task(self, formulation: FormulationPlugin) -> EvidenceTask | None:
         """Evidence binding on ``formulation``'s units (each token's sentence, each pair's
         evidence), built once per formulation; None when the data has no sentence evidence."""

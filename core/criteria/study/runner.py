@@ -18,16 +18,18 @@ from typing import Any
 
 from criteria.plugin.ranges import Categorical, choice_label
 from criteria.spec.load import Spec
+from criteria.study.keeping import KEPT_FOLDER, KeptModels
 from criteria.study.objective import Objective
 from criteria.study.outcomes import FAILURE_ATTR, INTERRUPTED_ATTR
 from criteria.study.pareto import FrontTrial, exported_trial, order_front
 from criteria.study.prepare import PreparedData, prepare_data
 from criteria.study.progress import StudyPlan, StudyProgress
+from criteria.study.reports import REPORTS_FOLDER
 from criteria.study.storage import load_study, storage_url
 from criteria.study.tracking import StudyTracker, git_commit, hardware, redact
 
-__all__ = ["BEST_MODEL_FOLDER", "StudySummary", "enqueue_starting_points", "finished_trials", "run_study",
-           "summarize"]
+__all__ = ["BEST_MODEL_FOLDER", "StudySummary", "enqueue_starting_points", "finished_trials", "kept_models",
+           "run_study", "summarize"]
 
 BEST_MODEL_FOLDER = "best-model"
 
@@ -84,8 +86,8 @@ def run_study(spec: Spec, *, track: bool = True, progress: StudyProgress | None 
             "criteria.hardware": hardware(), "criteria.data_sha256": data.corpus.sha256,
             "criteria.storage": redact(storage_url(spec)), "criteria.spec_file": str(spec.path),
         })
-    keep = output / BEST_MODEL_FOLDER if output is not None and spec.study.export == "keep" else None
-    objective = Objective(spec, data, tracker, progress, keep)
+    objective = Objective(spec, data, tracker, progress, kept_models(spec, output),
+                          output / REPORTS_FOLDER if output is not None else None)
     wanted = spec.study.trials
     timeout = spec.study.timeout_minutes * 60 if spec.study.timeout_minutes else None
     progress.study_started(StudyPlan(spec.study.name, wanted, finished_trials(study), timeout,
@@ -116,6 +118,15 @@ def run_study(spec: Spec, *, track: bool = True, progress: StudyProgress | None 
         if interrupted:
             tracker.finish(interrupted=True)
     return study, summary, data, tracker
+
+
+def kept_models(spec: Spec, output: Path | None) -> KeptModels | None:
+    """The study's best trials' models under ``output`` (None: no model is kept): the best
+    ``keep_models`` for export = "keep", at least the ``ensemble`` size when there is one."""
+    count = spec.study.models_kept
+    if output is None or count == 0:
+        return None
+    return KeptModels(output / KEPT_FOLDER, count, spec.study.directions)
 
 
 def enqueue_starting_points(study: Any, spec: Spec) -> None:
