@@ -96,8 +96,10 @@ def find_trial(spec: Spec, number: int | None = None, run_id: str | None = None)
                              "`criteria study status` lists them")
     trial = trials[number]
     if trial.state != TrialState.COMPLETE:
-        raise ReproduceError(f"trial {number} is {trial.state.name.lower()}: only a complete trial has final values to "
-                             "compare; choose a complete one (`criteria study status` shows the best)")
+        what = {TrialState.FAIL: "failed", TrialState.PRUNED: "was pruned", TrialState.RUNNING: "is still running",
+                TrialState.WAITING: "has not run yet"}.get(trial.state, trial.state.name.lower())
+        raise ReproduceError(f"trial {number} {what}: only a complete trial has final values to compare; choose a "
+                             "complete one (`criteria study status` shows the best)")
     return trial
 
 
