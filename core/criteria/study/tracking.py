@@ -65,9 +65,11 @@ class StudyTracker:
 
         from mlflow.tracking import MlflowClient
 
-        # The SQLite store announces its table migrations at INFO; keep the terminal for progress.
+        # The SQLite store announces its table migrations at INFO, and artifact transfers draw bars
+        # of their own: keep the terminal (and log files) for criteria's progress.
         for name in ("alembic", "mlflow"):
             logging.getLogger(name).setLevel(logging.WARNING)
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         self.uri = tracking_uri()
         self.client = MlflowClient(self.uri)
         experiment = self.client.get_experiment_by_name(study_name)
