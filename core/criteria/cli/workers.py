@@ -32,6 +32,7 @@ def run_with_local_workers(spec_file: Path, spec, count: int, first_index: int, 
 
     def on_line(worker, line: str) -> None:
         console.print(f"w{worker.index}| {line}", markup=False, highlight=False, soft_wrap=True)
+        console.file.flush()  # a line as it comes, also into a log file
 
     study, summary, data, tracker, codes = run_local_workers(spec, workers, command, on_line, track=track)
     export_result = None

@@ -33,7 +33,7 @@ from criteria.study.urls import redact
 from criteria.study.workers import Worker, process_is_gone, worker_label
 
 __all__ = ["NOT_NEEDED_ATTR", "StudyBusy", "Tally", "TrialBudget", "TrialNotNeeded", "counts_toward_trials",
-           "enqueued_configuration"]
+           "enqueued_configuration", "lost_to_another_worker"]
 
 #: The user attribute of a trial that started but was not needed (why); it does not count.
 NOT_NEEDED_ATTR = "criteria.not_needed"
@@ -59,6 +59,20 @@ def counts_toward_trials(trial: Any) -> bool:
 
     return trial.state in (TrialState.COMPLETE, TrialState.PRUNED) or (
         trial.state == TrialState.FAIL and FAILURE_ATTR in trial.user_attrs)
+
+
+def lost_to_another_worker(exc: BaseException) -> bool:
+    """Whether ``exc`` says that the trial this worker was running had already been finished by
+    another worker (which found its heartbeat stale, failed it and queued it again)."""
+    from optuna.exceptions import UpdateFinishedTrialError
+
+    error: BaseException | None = exc
+    while error is not None:
+        if isinstance(error, UpdateFinishedTrialError) or (
+                isinstance(error, ValueError) and str(error).startswith("Cannot tell a ")):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
 
 
 def enqueued_configuration(trial: Any) -> str | None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,12 +31,21 @@ from criteria.study.budget import (
     TrialNotNeeded,
     counts_toward_trials,
     enqueued_configuration,
+    lost_to_another_worker,
 )
 from criteria.study.folders import KEPT_FOLDER
 from criteria.study.objective import FAILURE_ATTR, INTERRUPTED_ATTR, Objective
 from criteria.study.pareto import FrontTrial, exported_trial, order_front
 from criteria.study.prepare import PreparedData, prepare_data
-from criteria.study.storage import RetryLostTrials, load_study, serves_one_worker, storage_url
+from criteria.study.storage import (
+    PatientTrial,
+    RetryLostTrials,
+    is_connection_loss,
+    load_study,
+    patiently,
+    serves_one_worker,
+    storage_url,
+)
 from criteria.study.tracking import (
     MLFLOW_RUN_ATTR,
     PARENT_RUN_ATTR,
@@ -51,6 +61,7 @@ __all__ = ["BEST_MODEL_FOLDER", "StudySummary", "enqueue_starting_points", "fail
            "open_tracker", "run_local_workers", "run_study", "summarize"]
 
 BEST_MODEL_FOLDER = "best-model"
+_log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -88,6 +99,9 @@ def run_study(spec: Spec, *, track: bool = True, on_trial: Callable[[Any], None]
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     _quiet_not_needed_trials()
+    # A trial run again after its worker was lost inherits the values it reported; reporting the
+    # same steps again is expected, and Optuna keeps the first.
+    warnings.filterwarnings("ignore", message="The reported value is ignored because this `step`")
     start = time.perf_counter()
     timeout = spec.study.timeout_minutes * 60 if spec.study.timeout_minutes else None
     deadline = time.monotonic() + timeout if timeout else None
@@ -120,7 +134,7 @@ def run_study(spec: Spec, *, track: bool = True, on_trial: Callable[[Any], None]
             stop_now = exc.stop
             raise
         trial.set_user_attr(WORKER_ATTR, worker.attrs())
-        return objective(trial)
+        return objective(PatientTrial(trial, spec, url))
 
     def after_trial(study: Any, trial: Any) -> None:
         if on_trial and NOT_NEEDED_ATTR not in trial.user_attrs:
@@ -129,13 +143,25 @@ def run_study(spec: Spec, *, track: bool = True, on_trial: Callable[[Any], None]
             study.stop()
 
     interrupted = False
-    if budget.next_trial(deadline):
-        try:
-            # No n_trials: the budget stops the loop once enough trials count across all workers,
-            # so a trial that failed without a recorded reason (interrupted, lost) is run again.
-            study.optimize(run_trial, callbacks=[after_trial], catch=(TrialNotNeeded,), gc_after_trial=True)
-        except KeyboardInterrupt:
-            interrupted = True
+    try:
+        while patiently(lambda: budget.next_trial(deadline), spec, url):
+            try:
+                # No n_trials: the budget stops the loop once enough trials count across all
+                # workers, so a trial that failed without a recorded reason (interrupted, lost)
+                # is run again.
+                study.optimize(run_trial, callbacks=[after_trial], catch=(TrialNotNeeded,), gc_after_trial=True)
+                break
+            except Exception as exc:
+                if lost_to_another_worker(exc):
+                    # This worker was out of touch for longer than grace_seconds: another one
+                    # failed its trial and queued it again. Drop this result and go on.
+                    _log.warning("a trial of this worker was given up as lost by another worker; going on")
+                elif is_connection_loss(exc):
+                    patiently(budget.tally, spec, url)  # back within grace_seconds, or StorageLost
+                else:
+                    raise
+    except KeyboardInterrupt:
+        interrupted = True
     if budget.busy is not None:
         raise budget.busy
     summary = summarize(study, spec, time.perf_counter() - start, interrupted, tracker)
@@ -167,6 +193,9 @@ def run_local_workers(spec: Spec, workers: Sequence[LocalWorker], command: Calla
     Returns the study, its summary, the data, the tracker (open: the caller exports and closes
     it) and each worker's exit code by index.
     """
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     url = storage_url(spec)
     if serves_one_worker(url) and len(workers) > 1:
         raise CriteriaError(

@@ -16,6 +16,7 @@ inherited), at most ``max_retries`` times. A failure to reach the storage become
 from __future__ import annotations
 
 import logging
+import time
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -26,8 +27,9 @@ from criteria.spec.load import Spec
 from criteria.study.urls import redact, resolve_url, scrub
 
 __all__ = [
-    "DEFAULT_STORAGE_FILE", "METRICS_ATTR", "RetryLostTrials", "StorageError", "explain", "heartbeat_ages",
-    "is_connection_loss", "load_study", "serves_one_worker", "storage_url",
+    "DEFAULT_STORAGE_FILE", "METRICS_ATTR", "PatientTrial", "RetryLostTrials", "StorageError", "StorageLost",
+    "explain", "heartbeat_ages", "is_connection_loss", "load_study", "patiently", "serves_one_worker",
+    "storage_url",
 ]
 
 DEFAULT_STORAGE_FILE = "criteria-studies.db"
@@ -277,6 +279,56 @@ def _naive(moment: Any) -> datetime:
     if isinstance(moment, str):  # SQLite returns CURRENT_TIMESTAMP as text
         moment = datetime.fromisoformat(moment)
     return moment.replace(tzinfo=None)
+
+
+class StorageLost(StorageError):
+    """The storage stayed unreachable for longer than a worker waits for it."""
+
+
+def patiently(call: Callable[[], Any], spec: Spec, url: str, sleep: Callable[[float], None] = time.sleep) -> Any:
+    """``call()``, tried again while the database is unreachable (the pool reconnects once it is
+    back), for up to ``[study] grace_seconds``: after that other workers count this worker as lost
+    anyway. Then :class:`StorageLost`, saying that this worker stops and its trial runs elsewhere."""
+    patience = spec.study.grace_seconds
+    deadline = time.monotonic() + patience
+    delay = 0.5
+    while True:
+        try:
+            return call()
+        except Exception as exc:
+            if not is_connection_loss(exc):
+                raise
+            if time.monotonic() >= deadline:
+                cause = explain(exc, url, spec)
+                raise StorageLost(
+                    f"lost the study storage for over {patience} s (study.grace_seconds): {cause}. This worker "
+                    "stops; a trial it was running is run again by a live worker once its heartbeat is that old "
+                    "(or by the next `criteria run`)"
+                ) from None
+            _log.warning("lost the study storage (%s); trying again in %.1f s", type(exc).__name__, delay)
+            sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+class PatientTrial:
+    """An ``optuna.Trial`` whose writes and reads of the storage outlast a short loss of the
+    database (see :func:`patiently`); everything else is the trial's own."""
+
+    _STORAGE_CALLS = frozenset({"report", "should_prune", "set_user_attr", "suggest_float", "suggest_int",
+                                "suggest_categorical"})
+
+    def __init__(self, trial: Any, spec: Spec, url: str) -> None:
+        self._trial, self._spec, self._url = trial, spec, url
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._trial, name)
+        if name not in self._STORAGE_CALLS:
+            return value
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return patiently(lambda: value(*args, **kwargs), self._spec, self._url)
+
+        return call
 
 
 def is_connection_loss(exc: BaseException) -> bool:

@@ -67,6 +67,7 @@ class StudyTracker:
         """``running``: mark the parent run running (a worker starts); False leaves its state."""
         import logging
 
+        import mlflow  # noqa: F401  (it sets its loggers' levels on import: quieten them after)
 
         # The SQLite store announces its table migrations at INFO; keep the terminal for progress.
         for name in ("alembic", "mlflow"):
