@@ -106,6 +106,9 @@ def _open_storage(spec: Spec, url: str, read_only: bool, lost_trials: RetryLostT
         heartbeat_interval=study.heartbeat_seconds, grace_period=study.grace_seconds,
     )
     storage_class = _storage_class()
+    if read_only and _backend(url) == "sqlite" and not _sqlite_file(url).is_file():
+        raise CriteriaError(f"no study storage at {_sqlite_file(url)}: run `criteria run {spec.path}` first, or "
+                            "check [study] storage and the working directory")
     with _experimental_ok():
         if read_only:
             # Nothing to create, migrate or retry: a read-only opening must not write.
@@ -217,14 +220,18 @@ def _engine_options(spec: Spec, url: str, read_only: bool) -> dict[str, Any]:
     return options
 
 
+def _sqlite_file(url: str) -> Path:
+    path = url.split(":///", 1)[1] if ":///" in url else ""
+    if path.startswith("file:"):  # a SQLite URI filename: file:PATH?options
+        path = path[len("file:"):].split("?", 1)[0]
+    return Path(path)
+
+
 def _read_only_url(url: str) -> str:
     """SQLite: the file opened read-only (``mode=ro``), so not even a journal is written."""
     if _backend(url) != "sqlite" or "mode=ro" in url:
         return url
-    path = url.split(":///", 1)[1] if ":///" in url else ""
-    if not path or path == ":memory:":
-        return url
-    return f"sqlite:///file:{path}?mode=ro&uri=true"
+    return f"sqlite:///file:{_sqlite_file(url)}?mode=ro&uri=true"
 
 
 def _check_objectives(study: Any, spec: Spec, url: str, read_only: bool) -> None:
@@ -378,6 +385,13 @@ def explain(exc: BaseException, url: str, spec: Spec | None = None) -> StorageEr
         return StorageError(
             f"the study storage {shown} is read-only ({detail}); `criteria study status` can read it, but "
             f"running trials writes to it: {fix}"
+        )
+    if "permission denied" in text or "insufficient privilege" in text:
+        user = parsed.username if parsed is not None else None
+        return StorageError(
+            f"the database user {user!r} may not write to the study's tables at {where} ({detail}); "
+            "`criteria study status` can read with it, but running trials needs a user that may write "
+            "(the tables' owner, or one granted INSERT, UPDATE and DELETE on them)"
         )
     if backend == "sqlite" and "unable to open database file" in text:
         return StorageError(
