@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 from criteria.errors import CriteriaError
 from criteria.spec.load import Spec
-from criteria.study.urls import redact, resolve_url, scrub
+from criteria.study.urls import redact, resolve_url, scrub, with_default_driver
 
 __all__ = [
     "DEFAULT_STORAGE_FILE", "METRICS_ATTR", "PatientTrial", "RetryLostTrials", "StorageError", "StorageLost",
@@ -52,11 +52,8 @@ def storage_url(spec: Spec) -> str:
     """The spec's storage URL (``env:NAME`` read from the environment), with psycopg 3 as the
     PostgreSQL driver when the URL names none."""
     given = spec.study.storage
-    url = resolve_url(given, "storage") if given else f"sqlite:///{Path.cwd() / DEFAULT_STORAGE_FILE}"
-    for bare in ("postgresql://", "postgres://"):
-        if url.startswith(bare):
-            return "postgresql+psycopg://" + url[len(bare):]
-    return url
+    return with_default_driver(resolve_url(given, "storage") if given else
+                               f"sqlite:///{Path.cwd() / DEFAULT_STORAGE_FILE}")
 
 
 def serves_one_worker(url: str) -> bool:

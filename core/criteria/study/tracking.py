@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from criteria.study.urls import redact, resolve_url
+from criteria.study.urls import redact, resolve_url, with_default_driver
 from criteria.study.workers import WORKER_ATTR
 
 __all__ = ["DEFAULT_TRACKING_FILE", "MLFLOW_RUN_ATTR", "PARENT_RUN_ATTR", "STUDY_TAG", "StudyTracker", "git_commit",
@@ -34,10 +34,11 @@ _PARENT_WAIT_SECONDS = 30.0
 
 def tracking_uri(given: str | None = None) -> str:
     """``[study] tracking_uri`` (``env:NAME`` read from the environment), else
-    ``MLFLOW_TRACKING_URI``, else ``mlflow.db`` in the working directory."""
+    ``MLFLOW_TRACKING_URI``, else ``mlflow.db`` in the working directory. A PostgreSQL backend
+    store uses psycopg 3, like the study storage."""
     if given:
-        return resolve_url(given, "tracking_uri")
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / DEFAULT_TRACKING_FILE}"
+        return with_default_driver(resolve_url(given, "tracking_uri"))
+    return with_default_driver(os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / DEFAULT_TRACKING_FILE}")
 
 
 def git_commit() -> str:

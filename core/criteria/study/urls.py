@@ -15,7 +15,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 from criteria.errors import CriteriaError
 
-__all__ = ["ENV_PREFIX", "redact", "resolve_url", "scrub", "secrets_in"]
+__all__ = ["ENV_PREFIX", "redact", "resolve_url", "scrub", "secrets_in", "with_default_driver"]
 
 ENV_PREFIX = "env:"
 _SECRET_QUERY = re.compile(r"(?i)((?:password|passwd|pwd|token|secret|api_key|access_key)=)([^&;]+)")
@@ -33,6 +33,15 @@ def resolve_url(value: str, key: str) -> str:
             f'study.{key} = "{value}" reads the URL from the environment variable {name}, which is not set '
             f"here; export {name}=<url> before running (on every machine that runs a worker)"
         )
+    return url
+
+
+def with_default_driver(url: str) -> str:
+    """``postgresql://`` (or ``postgres://``) with psycopg 3, the driver ``criteria[postgres]``
+    installs; SQLAlchemy's own default would be psycopg2. A URL naming a driver is kept."""
+    for bare in ("postgresql://", "postgres://"):
+        if url.startswith(bare):
+            return "postgresql+psycopg://" + url[len(bare):]
     return url
 
 
