@@ -20,6 +20,7 @@ from criteria.study.storage import RetryLostTrials, load_study, storage_url
 from criteria.study.workers import (
     WORKER_ATTR,
     Worker,
+    free_index,
     index_from_environment,
     local_worker_count,
     local_workers,
@@ -226,3 +227,13 @@ def test_local_workers_get_their_own_gpu_and_cores(monkeypatch):
     assert local_workers(1)[0].gpu is None and local_worker_count("auto") == 1
     with pytest.raises(Exception, match="--workers takes a number"):
         local_worker_count("0")
+
+
+def test_a_worker_started_without_an_index_takes_a_free_one_if_worker_0_is_running(tmp_path):
+    study, _ = budget_for(spec_for(tmp_path))
+    finished, running = study.ask(), study.ask()
+    finished.set_user_attr(WORKER_ATTR, Worker(index=3, seed=1, pid=1).attrs())
+    study.tell(finished, 0.5)
+    assert free_index(study.get_trials(deepcopy=False)) == 0  # nobody is running: this is worker 0
+    running.set_user_attr(WORKER_ATTR, Worker(index=0, seed=1, pid=os.getppid()).attrs())
+    assert free_index(study.get_trials(deepcopy=False)) == 4  # a second machine joined without an index

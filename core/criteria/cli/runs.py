@@ -67,7 +67,8 @@ def run(
     ),
     worker_index: Optional[int] = typer.Option(
         None, "--worker-index", min=0, help="This worker's index, which seeds its sampler (default: "
-                                            "CRITERIA_WORKER_INDEX, SLURM_ARRAY_TASK_ID or JOB_COMPLETION_INDEX, else 0).",
+                                            "CRITERIA_WORKER_INDEX, SLURM_ARRAY_TASK_ID or JOB_COMPLETION_INDEX, else 0, or a "
+                                            "free one if a worker 0 is running).",
     ),
     export_model: bool = typer.Option(True, "--export/--no-export",
                                       help="Export the best model if this worker finishes the study."),
@@ -77,17 +78,16 @@ def run(
     from criteria.study.objective import FAILURE_ATTR
     from criteria.study.report import conclude
     from criteria.study.runner import run_study
-    from criteria.study.workers import Worker, index_from_environment, local_worker_count
+    from criteria.study.workers import index_from_environment, local_worker_count
 
-    index = worker_index if worker_index is not None else index_from_environment() or 0
+    index = worker_index if worker_index is not None else index_from_environment()
     count = local_worker_count(workers)
     loaded = open_spec(spec)
     folder = output or Path("outputs") / loaded.study.name
     if count > 1:
         from criteria.cli.workers import run_with_local_workers
 
-        return run_with_local_workers(spec, loaded, count, index, folder, track, export_model)
-    worker = Worker.here(index, loaded.study.seed)
+        return run_with_local_workers(spec, loaded, count, index or 0, folder, track, export_model)
     with progress_bars() as progress:
         total = loaded.study.trials
         trials_task = progress.add_task("trials", total=total)
@@ -102,14 +102,14 @@ def run(
             progress.update(trials_task, description=f"trial {number} ep {epoch.epoch}: {epoch.value:.3f}")
 
         study, summary, data, tracker = run_study(loaded, track=track, on_trial=on_trial, on_epoch=on_epoch,
-                                                   output=folder, worker=worker)
+                                                   output=folder, worker_index=index)
         export = None
         if summary.export_here and not spawned:  # this worker finished the study: it exports, once
             progress.update(trials_task, description="best model")
             export = conclude(study, loaded, data, folder, tracker, progress=progress, export=export_model)
     if spawned:  # its parent prints the study's summary
-        mine = summary.trials_per_worker.get(worker.label, 0)
-        console.print(f"worker {worker.label}: {mine} trials finished; {summary.seconds:.0f} s", highlight=False)
+        mine = summary.trials_per_worker.get(summary.worker, 0)
+        console.print(f"worker {summary.worker}: {mine} trials finished; {summary.seconds:.0f} s", highlight=False)
         return
     print_summary(summary, loaded.study.metric, export)
     if summary.complete and not summary.export_here:

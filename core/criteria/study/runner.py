@@ -40,6 +40,7 @@ from criteria.study.prepare import PreparedData, prepare_data
 from criteria.study.storage import (
     PatientTrial,
     RetryLostTrials,
+    build_sampler,
     is_connection_loss,
     load_study,
     patiently,
@@ -55,7 +56,14 @@ from criteria.study.tracking import (
     redact,
     tracking_uri,
 )
-from criteria.study.workers import WORKER_ATTR, LocalWorker, Worker, run_worker_processes, worker_label
+from criteria.study.workers import (
+    WORKER_ATTR,
+    LocalWorker,
+    Worker,
+    free_index,
+    run_worker_processes,
+    worker_label,
+)
 
 __all__ = ["BEST_MODEL_FOLDER", "StudySummary", "enqueue_starting_points", "failure_reason", "finished_trials",
            "open_tracker", "run_local_workers", "run_study", "summarize"]
@@ -82,6 +90,7 @@ class StudySummary:
     trials_per_worker: dict[str, int] = field(default_factory=dict)  # finished trials by worker label
     complete: bool = False  # the study has its trials (or its time is up) and nothing runs
     export_here: bool = False  # complete, and this worker ran the trial that finished last: it exports
+    worker: str = ""  # this process as a worker ("w0 host:pid"); empty when it ran no trials
 
 
 def finished_trials(study: Any) -> int:
@@ -92,9 +101,10 @@ def finished_trials(study: Any) -> int:
 
 def run_study(spec: Spec, *, track: bool = True, on_trial: Callable[[Any], None] | None = None,
               on_epoch: Callable[[int, EpochReport], None] | None = None, output: Path | None = None,
-              worker: Worker | None = None) -> tuple[Any, StudySummary, PreparedData, StudyTracker | None]:
-    """Create or resume the spec's study and, as ``worker`` (default: worker 0, this process),
-    run trials until the study has its ``[study] trials`` across all its workers."""
+              worker_index: int | None = None) -> tuple[Any, StudySummary, PreparedData, StudyTracker | None]:
+    """Create or resume the spec's study and, as the worker of index ``worker_index`` (default: see
+    :func:`~criteria.study.workers.free_index`), run trials until the study has its
+    ``[study] trials`` across all its workers."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -105,7 +115,6 @@ def run_study(spec: Spec, *, track: bool = True, on_trial: Callable[[Any], None]
     start = time.perf_counter()
     timeout = spec.study.timeout_minutes * 60 if spec.study.timeout_minutes else None
     deadline = time.monotonic() + timeout if timeout else None
-    worker = worker or Worker.here(0, spec.study.seed)
     url = storage_url(spec)
     tracker: StudyTracker | None = None
 
@@ -114,7 +123,11 @@ def run_study(spec: Spec, *, track: bool = True, on_trial: Callable[[Any], None]
             tracker.close_lost_trial(trial)
 
     lost = RetryLostTrials(spec.study.max_retries, forget=(WORKER_ATTR, MLFLOW_RUN_ATTR), on_lost=close_lost_run)
-    study = load_study(spec, lost_trials=lost, seed=worker.seed)
+    study = load_study(spec, lost_trials=lost)
+    index = free_index(study.get_trials(deepcopy=False)) if worker_index is None else worker_index
+    worker = Worker.here(index, spec.study.seed)
+    if worker.seed != spec.study.seed:
+        study.sampler = build_sampler(spec, worker.seed)
     budget = TrialBudget(study, spec, worker, lost, url)
     budget.check_alone()  # a SQLite study run by another process: refused before anything is written
     enqueue_starting_points(study, spec)
@@ -165,6 +178,7 @@ def run_study(spec: Spec, *, track: bool = True, on_trial: Callable[[Any], None]
     if budget.busy is not None:
         raise budget.busy
     summary = summarize(study, spec, time.perf_counter() - start, interrupted, tracker)
+    summary.worker = worker.label
     tally = budget.tally()
     time_is_up = deadline is not None and time.monotonic() >= deadline
     summary.complete = not interrupted and tally.running == 0 and (

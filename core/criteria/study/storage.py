@@ -28,7 +28,7 @@ from criteria.study.urls import redact, resolve_url, scrub, with_default_driver
 
 __all__ = [
     "DEFAULT_STORAGE_FILE", "METRICS_ATTR", "PatientTrial", "RetryLostTrials", "StorageError", "StorageLost",
-    "explain", "heartbeat_ages", "is_connection_loss", "load_study", "patiently", "serves_one_worker",
+    "build_sampler", "explain", "heartbeat_ages", "is_connection_loss", "load_study", "patiently", "serves_one_worker",
     "storage_url",
 ]
 
@@ -62,17 +62,16 @@ def serves_one_worker(url: str) -> bool:
 
 
 def load_study(spec: Spec, *, create: bool = True, read_only: bool = False,
-               lost_trials: RetryLostTrials | None = None, seed: int | None = None) -> Any:
+               lost_trials: RetryLostTrials | None = None) -> Any:
     """Open (``create``: or create) the spec's study. ``read_only`` opens the database so that
     nothing can be written (``criteria study status``). ``lost_trials`` is called for a trial
-    whose worker was lost, once it has been failed (default: queue it again). ``seed`` seeds the
-    sampler (default: the spec's; each worker passes its own)."""
+    whose worker was lost, once it has been failed (default: queue it again)."""
     import optuna
 
     url = storage_url(spec)
     sampler = pruner = None
     if create:  # built outside the storage errors below, so a plugin's own error keeps its message
-        sampler = _build_study_plugin(spec.sampler, seed=spec.study.seed if seed is None else seed)
+        sampler = _build_study_plugin(spec.sampler, seed=spec.study.seed)
         pruner = _build_study_plugin(spec.pruner, registry=spec.registry)
     # One metric: created exactly as single-objective studies always were.
     objectives = ({"directions": list(spec.study.directions)} if spec.study.multi_objective
@@ -92,6 +91,11 @@ def load_study(spec: Spec, *, create: bool = True, read_only: bool = False,
         raise explain(exc, url, spec) from None
     _check_objectives(study, spec, url, read_only)
     return study
+
+
+def build_sampler(spec: Spec, seed: int) -> Any:
+    """The spec's sampler seeded with ``seed`` (a worker's own)."""
+    return _build_study_plugin(spec.sampler, seed=seed)
 
 
 def _open_storage(spec: Spec, url: str, read_only: bool, lost_trials: RetryLostTrials) -> Any:

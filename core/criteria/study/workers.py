@@ -8,7 +8,8 @@ A worker has an index, which seeds its sampler: worker 0 uses the spec's seed (a
 one worker samples exactly as before), worker k a seed drawn from (seed, k), so no two workers
 propose the same configurations and rerunning a worker reproduces its draws. The index comes from
 ``--worker-index``, else from ``CRITERIA_WORKER_INDEX``, else from the launcher (a Slurm array
-task, a Kubernetes indexed Job), else 0.
+task, a Kubernetes indexed Job), else it is 0, or a free one when a worker 0 is running already
+(:func:`free_index`).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from criteria.hardware import cuda_devices
 
 __all__ = [
     "INDEX_VARIABLES", "WORKER_ATTR", "LocalWorker", "Worker", "index_from_environment", "local_worker_count",
-    "local_workers", "process_is_gone", "run_worker_processes", "worker_label", "worker_seed",
+    "free_index", "local_workers", "process_is_gone", "run_worker_processes", "worker_label", "worker_seed",
 ]
 
 #: The trial user attribute naming the worker that runs (or ran) it: index, host, pid, seed.
@@ -95,6 +96,18 @@ class Worker:
         attrs = trial.user_attrs.get(WORKER_ATTR) or {}
         return (attrs.get("host"), attrs.get("pid"), attrs.get("pid_namespace")) == (
             self.host, self.pid, self.pid_namespace)
+
+
+def free_index(trials: Sequence[Any]) -> int:
+    """The index of a worker started without one: 0, unless a worker of index 0 is running a trial
+    of the study right now (a second machine joined without an index): then one above every index
+    the study has seen, so that its sampler's seed differs."""
+    from optuna.trial import TrialState
+
+    seen = [attrs["index"] for t in trials if (attrs := t.user_attrs.get(WORKER_ATTR))]
+    zero_running = any((t.user_attrs.get(WORKER_ATTR) or {}).get("index") == 0
+                       for t in trials if t.state == TrialState.RUNNING)
+    return max(seen) + 1 if zero_running else 0
 
 
 def worker_label(trial: Any) -> str:
