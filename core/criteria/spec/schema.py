@@ -68,7 +68,8 @@ class StudySection(Section):
     )
     grace_seconds: int = Field(
         120, ge=2, le=86400,
-        description="A running trial without a heartbeat for this long is failed (its worker is lost) and retried.",
+        description="A running trial without a heartbeat for this long is failed (its worker is lost) and "
+                    "retried; also how long a worker waits for a database that went away.",
     )
     max_retries: int = Field(2, ge=0, le=100, description="How often a trial lost with its worker is run again.")
     storage_pool_size: int = Field(
