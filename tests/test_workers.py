@@ -22,6 +22,7 @@ from criteria.study.workers import (
     Worker,
     free_index,
     index_from_environment,
+    index_taken,
     local_worker_count,
     local_workers,
     process_is_gone,
@@ -237,3 +238,15 @@ def test_a_worker_started_without_an_index_takes_a_free_one_if_worker_0_is_runni
     assert free_index(study.get_trials(deepcopy=False)) == 0  # nobody is running: this is worker 0
     running.set_user_attr(WORKER_ATTR, Worker(index=0, seed=1, pid=os.getppid()).attrs())
     assert free_index(study.get_trials(deepcopy=False)) == 4  # a second machine joined without an index
+
+
+def test_a_worker_whose_index_another_running_worker_holds_moves_to_a_free_one(tmp_path):
+    study, _ = budget_for(spec_for(tmp_path))
+    mine, theirs = Worker.here(0, 1), Worker(index=0, seed=1, pid=os.getppid())
+    earlier, later = study.ask(), study.ask()
+    earlier.set_user_attr(WORKER_ATTR, theirs.attrs())
+    later.set_user_attr(WORKER_ATTR, mine.attrs())
+    trials = study.get_trials(deepcopy=False)
+    assert index_taken(trials, later.number, mine)  # the later trial's worker moves
+    assert not index_taken(trials, earlier.number, theirs)  # the earlier one keeps its index
+    assert free_index(trials, taken=True) == 1

@@ -61,6 +61,7 @@ from criteria.study.workers import (
     LocalWorker,
     Worker,
     free_index,
+    index_taken,
     run_worker_processes,
     worker_label,
 )
@@ -140,13 +141,23 @@ def run_study(spec: Spec, *, track: bool = True, on_trial: Callable[[Any], None]
     stop_now = False
 
     def run_trial(trial: Any) -> Any:
-        nonlocal stop_now
+        nonlocal stop_now, worker
+        trial.set_user_attr(WORKER_ATTR, worker.attrs())
         try:
             budget.admit(trial)
         except TrialNotNeeded as exc:
             stop_now = exc.stop
             raise
-        trial.set_user_attr(WORKER_ATTR, worker.attrs())
+        if index_taken(study.get_trials(deepcopy=False), trial.number, worker):
+            # Two workers started with one index (at the same moment, without one given) would
+            # draw the same configurations: the later one moves to a free index before sampling.
+            taken = worker.index
+            worker = Worker.here(free_index(study.get_trials(deepcopy=False), taken=True), spec.study.seed)
+            study.sampler = build_sampler(spec, worker.seed)
+            objective.tags.update(worker.tags())
+            trial.set_user_attr(WORKER_ATTR, worker.attrs())
+            _log.warning("worker index %d is taken by another running worker; this one is now %s", taken,
+                         worker.label)
         return objective(PatientTrial(trial, spec, url))
 
     def after_trial(study: Any, trial: Any) -> None:

@@ -99,7 +99,7 @@ def build_sampler(spec: Spec, seed: int) -> Any:
 
 
 def _open_storage(spec: Spec, url: str, read_only: bool, lost_trials: RetryLostTrials) -> Any:
-    from sqlalchemy.exc import OperationalError
+    from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
     study = spec.study
     kwargs = dict(
@@ -116,14 +116,16 @@ def _open_storage(spec: Spec, url: str, read_only: bool, lost_trials: RetryLostT
             return storage_class(_read_only_url(url), skip_table_creation=True, skip_compatibility_check=True,
                                  **kwargs)
         kwargs[_stale_callback_argument()] = lost_trials
-        try:
-            return storage_class(url, **kwargs)
-        except OperationalError as exc:
-            # Two workers creating a new database at once: the second finds the tables made
-            # under it ("already exists"). Opening again sees them.
-            if "already exists" not in str(exc):
-                raise
-            return storage_class(url, **kwargs)
+        for attempt in range(3):
+            try:
+                return storage_class(url, **kwargs)
+            except (IntegrityError, OperationalError, ProgrammingError) as exc:
+                # Workers creating a new database's tables at once: all but one find them made
+                # under them ("already exists", or PostgreSQL's duplicate type). Opening again
+                # sees them.
+                if attempt == 2 or not (isinstance(exc, IntegrityError) or "already exists" in str(exc)):
+                    raise
+                time.sleep(0.5 + attempt)
 
 
 class RetryLostTrials:

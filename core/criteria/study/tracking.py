@@ -16,7 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from criteria.study.urls import redact, resolve_url, with_default_driver
+from criteria.errors import CriteriaError
+from criteria.study.urls import redact, resolve_url, scrub, with_default_driver
 from criteria.study.workers import WORKER_ATTR
 
 __all__ = ["DEFAULT_TRACKING_FILE", "MLFLOW_RUN_ATTR", "PARENT_RUN_ATTR", "STUDY_TAG", "StudyTracker", "git_commit",
@@ -183,21 +184,27 @@ class StudyTracker:
 
 
 def _client(uri: str) -> Any:
-    """An MLflow client whose store is ready. Two processes opening a new SQLite store at once
-    may both create its tables, and one fails ("already exists", "duplicate column"); opening
-    again finds them made."""
+    """An MLflow client whose store is ready. Workers opening a new database-backed store at once
+    each migrate its schema, and all but one fail half-way, each in its own words ("duplicate
+    column", "no such index", ...); the schema is complete a moment later, so opening again
+    succeeds. A tracking server migrates for its clients (and MLflow retries HTTP itself)."""
     from mlflow.tracking import MlflowClient
 
-    for attempt in range(3):
+    attempts = 1 if uri.split(":", 1)[0] in ("http", "https", "databricks") else 4
+    for attempt in range(attempts):
         client = MlflowClient(uri)
         try:
             client.search_experiments(max_results=1)
             return client
         except Exception as exc:
-            text = str(exc).lower()
-            if attempt == 2 or not ("already exists" in text or "duplicate column" in text or "locked" in text):
-                raise
-            time.sleep(1.0)
+            if attempt + 1 < attempts:
+                time.sleep(1.0 + attempt)
+                continue
+            detail = scrub((str(exc).strip().splitlines() or [type(exc).__name__])[0][:300], uri)
+            raise CriteriaError(
+                f"cannot open the MLflow tracking store {redact(uri)}: {detail}; check [study] tracking_uri or "
+                "MLFLOW_TRACKING_URI, or run with --no-track"
+            ) from None
     return client
 
 

@@ -27,7 +27,7 @@ from criteria.hardware import cuda_devices
 
 __all__ = [
     "INDEX_VARIABLES", "WORKER_ATTR", "LocalWorker", "Worker", "index_from_environment", "local_worker_count",
-    "free_index", "local_workers", "process_is_gone", "run_worker_processes", "worker_label", "worker_seed",
+    "free_index", "index_taken", "local_workers", "process_is_gone", "run_worker_processes", "worker_label", "worker_seed",
 ]
 
 #: The trial user attribute naming the worker that runs (or ran) it: index, host, pid, seed.
@@ -98,16 +98,28 @@ class Worker:
             self.host, self.pid, self.pid_namespace)
 
 
-def free_index(trials: Sequence[Any]) -> int:
+def free_index(trials: Sequence[Any], taken: bool = False) -> int:
     """The index of a worker started without one: 0, unless a worker of index 0 is running a trial
-    of the study right now (a second machine joined without an index): then one above every index
-    the study has seen, so that its sampler's seed differs."""
+    of the study right now (a second machine joined without an index), or ``taken``: then one
+    above every index the study has seen, so that its sampler's seed differs."""
     from optuna.trial import TrialState
 
     seen = [attrs["index"] for t in trials if (attrs := t.user_attrs.get(WORKER_ATTR))]
     zero_running = any((t.user_attrs.get(WORKER_ATTR) or {}).get("index") == 0
                        for t in trials if t.state == TrialState.RUNNING)
-    return max(seen) + 1 if zero_running else 0
+    return max(seen, default=0) + 1 if zero_running or taken else 0
+
+
+def index_taken(trials: Sequence[Any], number: int, worker: Worker) -> bool:
+    """Whether another process, running a trial numbered below ``number``, has ``worker``'s index."""
+    from optuna.trial import TrialState
+
+    for trial in trials:
+        attrs = trial.user_attrs.get(WORKER_ATTR)
+        if trial.state == TrialState.RUNNING and trial.number < number and attrs and attrs["index"] == worker.index \
+                and not worker.ran(trial):
+            return True
+    return False
 
 
 def worker_label(trial: Any) -> str:
