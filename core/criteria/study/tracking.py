@@ -190,22 +190,22 @@ def _client(uri: str) -> Any:
     succeeds. A tracking server migrates for its clients (and MLflow retries HTTP itself)."""
     from mlflow.tracking import MlflowClient
 
-    attempts = 1 if uri.split(":", 1)[0] in ("http", "https", "databricks") else 4
-    for attempt in range(attempts):
-        client = MlflowClient(uri)
+    attempts = 1 if uri.split(":", 1)[0] in ("http", "https", "databricks") else 5
+    attempt = 0
+    while True:
         try:
+            client = MlflowClient(uri)  # a database-backed store migrates its schema here
             client.search_experiments(max_results=1)
             return client
         except Exception as exc:
-            if attempt + 1 < attempts:
-                time.sleep(1.0 + attempt)
-                continue
-            detail = scrub((str(exc).strip().splitlines() or [type(exc).__name__])[0][:300], uri)
-            raise CriteriaError(
-                f"cannot open the MLflow tracking store {redact(uri)}: {detail}; check [study] tracking_uri or "
-                "MLFLOW_TRACKING_URI, or run with --no-track"
-            ) from None
-    return client
+            attempt += 1
+            if attempt == attempts:
+                detail = scrub((str(exc).strip().splitlines() or [type(exc).__name__])[0][:300], uri)
+                raise CriteriaError(
+                    f"cannot open the MLflow tracking store {redact(uri)}: {detail}; check [study] tracking_uri "
+                    "or MLFLOW_TRACKING_URI, or run with --no-track"
+                ) from None
+            time.sleep(attempt)
 
 
 def _now_ms() -> int:
