@@ -190,3 +190,105 @@ def test_database_load_of_one_trial(tmp_path, tiny_bert, postgres_database, monk
     print(f"\nstatements per trial: {per_trial}; one of them by kind: {dict(kinds)}, heartbeat writes {heartbeats}")
     assert len(per_trial) == 3 and all(20 <= n <= 150 for n in per_trial)
     assert heartbeats >= 1 and kinds["INSERT"] >= 5  # the trial, its parameters, its reports, its value
+
+
+class Relay:
+    """A TCP relay to the database that a test can cut (every connection dropped, new ones closed
+    at once) and restore: a network outage, from the worker's side."""
+
+    def __init__(self, host: str, port: int) -> None:
+        import socket
+        import threading
+
+        self.target = (host, port)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.up = threading.Event()
+        self.up.set()
+        self.sockets: list = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import socket
+        import threading
+
+        while True:
+            client, _ = self.listener.accept()
+            if not self.up.is_set():
+                client.close()
+                continue
+            upstream = socket.create_connection(self.target)
+            self.sockets += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(source, target) -> None:
+        try:
+            while data := source.recv(65536):
+                target.sendall(data)
+        except OSError:
+            pass
+        for end in (source, target):
+            try:
+                end.close()
+            except OSError:
+                pass
+
+    def cut(self) -> None:
+        import socket
+
+        self.up.clear()
+        for end in self.sockets:
+            try:
+                end.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self.sockets.clear()
+
+
+def relayed_spec(tmp_path, tiny_bert, postgres_database, monkeypatch, grace: int):
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(postgres_database)
+    relay = Relay(parts.hostname, parts.port)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CRITERIA_STORAGE", postgres_database.replace(f":{parts.port}/", f":{relay.port}/"))
+    spec_file = write_spec(tmp_path, tiny_bert, trials=3, epochs=2)
+    spec_file.write_text(spec_file.read_text().replace("grace_seconds = 5", f"grace_seconds = {grace}"))
+    return load_spec(spec_file, get_registry()), relay
+
+
+def test_a_worker_rides_out_a_short_database_outage(tmp_path, tiny_bert, postgres_database, monkeypatch):
+    import threading
+
+    spec, relay = relayed_spec(tmp_path, tiny_bert, postgres_database, monkeypatch, grace=60)
+
+    def outage_in_the_first_trial(number, epoch):
+        if number == 0 and epoch.epoch == 1 and relay.up.is_set():
+            relay.cut()  # the database is gone for the rest of this epoch's reports, then back
+            threading.Timer(2.0, relay.up.set).start()
+
+    study, summary, _, _ = run_study(spec, track=False, on_epoch=outage_in_the_first_trial)
+    assert not relay.up.is_set() or summary.counts["complete"] == 3
+    assert [t.state.name for t in study.get_trials(deepcopy=False)] == ["COMPLETE"] * 3
+    assert len(study.get_trials(deepcopy=False)[0].intermediate_values) == 2  # reported through the outage
+
+
+def test_a_worker_that_loses_the_database_for_good_stops_with_a_clear_error(tmp_path, tiny_bert, postgres_database,
+                                                                             monkeypatch):
+    from urllib.parse import urlsplit
+
+    from criteria.study.storage import StorageLost
+
+    spec, relay = relayed_spec(tmp_path, tiny_bert, postgres_database, monkeypatch, grace=3)
+
+    def outage(number, epoch):
+        relay.cut()
+
+    with pytest.raises(StorageLost) as raised:
+        run_study(spec, track=False, on_epoch=outage)
+    message = str(raised.value)
+    assert "lost the study storage for over 3 s" in message and "run again by a live worker" in message
+    assert f"the connection to the study storage at 127.0.0.1:{relay.port} was lost" in message
+    assert urlsplit(postgres_database).password not in message

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,9 +109,6 @@ def run_study(spec: Spec, *, track: bool = True, on_trial: Callable[[Any], None]
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     _quiet_not_needed_trials()
-    # A trial run again after its worker was lost inherits the values it reported; reporting the
-    # same steps again is expected, and Optuna keeps the first.
-    warnings.filterwarnings("ignore", message="The reported value is ignored because this `step`")
     start = time.perf_counter()
     timeout = spec.study.timeout_minutes * 60 if spec.study.timeout_minutes else None
     deadline = time.monotonic() + timeout if timeout else None
@@ -149,15 +145,9 @@ def run_study(spec: Spec, *, track: bool = True, on_trial: Callable[[Any], None]
             stop_now = exc.stop
             raise
         if index_taken(study.get_trials(deepcopy=False), trial.number, worker):
-            # Two workers started with one index (at the same moment, without one given) would
-            # draw the same configurations: the later one moves to a free index before sampling.
-            taken = worker.index
-            worker = Worker.here(free_index(study.get_trials(deepcopy=False), taken=True), spec.study.seed)
-            study.sampler = build_sampler(spec, worker.seed)
+            worker = _move_to_free_index(study, spec, worker)
             objective.tags.update(worker.tags())
             trial.set_user_attr(WORKER_ATTR, worker.attrs())
-            _log.warning("worker index %d is taken by another running worker; this one is now %s", taken,
-                         worker.label)
         return objective(PatientTrial(trial, spec, url))
 
     def after_trial(study: Any, trial: Any) -> None:
@@ -166,26 +156,7 @@ def run_study(spec: Spec, *, track: bool = True, on_trial: Callable[[Any], None]
         if stop_now or not budget.next_trial(deadline):
             study.stop()
 
-    interrupted = False
-    try:
-        while patiently(lambda: budget.next_trial(deadline), spec, url):
-            try:
-                # No n_trials: the budget stops the loop once enough trials count across all
-                # workers, so a trial that failed without a recorded reason (interrupted, lost)
-                # is run again.
-                study.optimize(run_trial, callbacks=[after_trial], catch=(TrialNotNeeded,), gc_after_trial=True)
-                break
-            except Exception as exc:
-                if lost_to_another_worker(exc):
-                    # This worker was out of touch for longer than grace_seconds: another one
-                    # failed its trial and queued it again. Drop this result and go on.
-                    _log.warning("a trial of this worker was given up as lost by another worker; going on")
-                elif is_connection_loss(exc):
-                    patiently(budget.tally, spec, url)  # back within grace_seconds, or StorageLost
-                else:
-                    raise
-    except KeyboardInterrupt:
-        interrupted = True
+    interrupted = _optimize(study, run_trial, after_trial, budget, deadline, spec, url)
     if budget.busy is not None:
         raise budget.busy
     summary = summarize(study, spec, time.perf_counter() - start, interrupted, tracker)
@@ -204,6 +175,43 @@ def run_study(spec: Spec, *, track: bool = True, on_trial: Callable[[Any], None]
         if interrupted and tally.running == 0:  # other workers still running keep the parent run open
             tracker.finish(interrupted=True)
     return study, summary, data, tracker
+
+
+def _optimize(study: Any, run_trial: Callable[[Any], Any], after_trial: Callable[[Any, Any], None],
+              budget: TrialBudget, deadline: float | None, spec: Spec, url: str) -> bool:
+    """Optuna's loop, for as long as the budget wants trials from this worker, through short losses
+    of the database. Returns whether Ctrl-C stopped it."""
+    try:
+        while patiently(lambda: budget.next_trial(deadline), spec, url):
+            try:
+                # No n_trials: the budget stops the loop once enough trials count across all
+                # workers, so a trial that failed without a recorded reason (interrupted, lost)
+                # is run again.
+                study.optimize(run_trial, callbacks=[after_trial], catch=(TrialNotNeeded,), gc_after_trial=True)
+                return False
+            except Exception as exc:
+                if lost_to_another_worker(exc):
+                    # This worker was out of touch for longer than grace_seconds: another one
+                    # failed its trial and queued it again. Drop this result and go on.
+                    _log.warning("a trial of this worker was given up as lost by another worker; going on")
+                elif is_connection_loss(exc):
+                    patiently(budget.tally, spec, url)  # back within grace_seconds, or StorageLost
+                else:
+                    raise
+    except KeyboardInterrupt:
+        return True
+    return False
+
+
+def _move_to_free_index(study: Any, spec: Spec, worker: Worker) -> Worker:
+    """Two workers started with one index (at the same moment, without one given) would draw the
+    same configurations: the later one takes a free index, and a sampler seeded for it, before
+    it samples."""
+    moved = Worker.here(free_index(study.get_trials(deepcopy=False), taken=True), spec.study.seed)
+    study.sampler = build_sampler(spec, moved.seed)
+    _log.warning("worker index %d is taken by another running worker; this one is now %s", worker.index,
+                 moved.label)
+    return moved
 
 
 def run_local_workers(spec: Spec, workers: Sequence[LocalWorker], command: Callable[[LocalWorker], list[str]],

@@ -324,7 +324,7 @@ class PatientTrial:
     """An ``optuna.Trial`` whose writes and reads of the storage outlast a short loss of the
     database (see :func:`patiently`); everything else is the trial's own."""
 
-    _STORAGE_CALLS = frozenset({"report", "should_prune", "set_user_attr", "suggest_float", "suggest_int",
+    _STORAGE_CALLS = frozenset({"should_prune", "set_user_attr", "suggest_float", "suggest_int",
                                 "suggest_categorical"})
 
     def __init__(self, trial: Any, spec: Spec, url: str) -> None:
@@ -339,6 +339,15 @@ class PatientTrial:
             return patiently(lambda: value(*args, **kwargs), self._spec, self._url)
 
         return call
+
+    def report(self, value: float, step: int) -> None:
+        import warnings
+
+        # A trial run again after its worker was lost inherits the values it had reported;
+        # reporting those steps again is expected, and Optuna keeps the first.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="The reported value is ignored because this `step`")
+            patiently(lambda: self._trial.report(value, step), self._spec, self._url)
 
 
 def is_connection_loss(exc: BaseException) -> bool:
@@ -406,6 +415,9 @@ def explain(exc: BaseException, url: str, spec: Spec | None = None) -> StorageEr
             f"cannot connect to the study storage at {where}: connection refused (no database server listens "
             "there); start the server, or fix the host and port in study.storage"
         )
+    if "server closed the connection" in text or "connection is closed" in text or "terminating connection" in text \
+            or "could not receive data" in text or "connection reset" in text or "lost connection" in text:
+        return StorageError(f"the connection to the study storage at {where} was lost ({detail})")
     if "could not translate host name" in text or "name or service not known" in text \
             or "nodename nor servname" in text or "name resolution" in text:
         return StorageError(f"cannot connect to the study storage: the host of {where} is unknown; fix the host in "
