@@ -250,3 +250,22 @@ def test_a_worker_whose_index_another_running_worker_holds_moves_to_a_free_one(t
     assert index_taken(trials, later.number, mine)  # the later trial's worker moves
     assert not index_taken(trials, earlier.number, theirs)  # the earlier one keeps its index
     assert free_index(trials, taken=True) == 1
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc (Linux)")
+def test_a_killed_process_not_yet_reaped_counts_as_gone():
+    import signal
+    import time
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        attrs = {WORKER_ATTR: Worker(index=1, seed=2, pid=child.pid).attrs()}
+        trial = optuna.trial.create_trial(state=optuna.trial.TrialState.RUNNING, user_attrs=attrs)
+        assert not process_is_gone(trial)
+        os.kill(child.pid, signal.SIGKILL)
+        while open(f"/proc/{child.pid}/stat").read().rsplit(")", 1)[-1].split()[0] != "Z":
+            time.sleep(0.05)  # dead, not reaped: a zombie
+        assert process_is_gone(trial)
+    finally:
+        child.kill()
+        child.wait()

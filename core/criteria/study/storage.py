@@ -19,6 +19,7 @@ import logging
 import time
 from contextlib import contextmanager
 from datetime import datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
@@ -169,6 +170,7 @@ def _experimental_ok() -> Iterator[None]:
         yield
 
 
+@lru_cache(maxsize=1)
 def _storage_class() -> type:
     import optuna
     from optuna.exceptions import StorageInternalError

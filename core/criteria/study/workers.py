@@ -137,13 +137,23 @@ def process_is_gone(trial: Any) -> bool:
     if not attrs or namespace is None or attrs.get("pid") == os.getpid() \
             or (attrs.get("host"), attrs.get("pid_namespace")) != (socket.gethostname(), namespace):
         return False
+    pid = int(attrs["pid"])
     try:
-        os.kill(int(attrs["pid"]), 0)
+        os.kill(pid, 0)
     except ProcessLookupError:
         return True
     except (PermissionError, OSError, ValueError):
         return False  # exists under another user, or cannot tell
-    return False
+    return _is_zombie(pid)
+
+
+def _is_zombie(pid: int) -> bool:
+    """A killed process whose parent has not reaped it yet still answers signal 0."""
+    try:
+        stat = open(f"/proc/{pid}/stat").read()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] == "Z"  # the field after the command name
 
 
 def local_worker_count(value: str) -> int:
@@ -206,10 +216,11 @@ def run_worker_processes(workers: Sequence[LocalWorker], command: Callable[[Loca
     readers = []
     lock = threading.Lock()
 
-    def forward(worker: LocalWorker, stream: Any) -> None:
-        for line in stream:
+    def forward(worker: LocalWorker, process: subprocess.Popen) -> None:
+        for line in process.stdout:
             with lock:
                 on_line(worker, line.rstrip("\n"))
+        process.wait()  # reap it as soon as it ends, so that no one takes it for alive
 
     try:
         for worker in workers:
@@ -223,7 +234,7 @@ def run_worker_processes(workers: Sequence[LocalWorker], command: Callable[[Loca
                     os.sched_setaffinity(process.pid, worker.cores)
                 except OSError:
                     pass
-            reader = threading.Thread(target=forward, args=(worker, process.stdout), daemon=True)
+            reader = threading.Thread(target=forward, args=(worker, process), daemon=True)
             reader.start()
             readers.append(reader)
         for process in processes.values():
