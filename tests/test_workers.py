@@ -269,3 +269,26 @@ def test_a_killed_process_not_yet_reaped_counts_as_gone():
     finally:
         child.kill()
         child.wait()
+
+
+def test_every_worker_of_a_study_nests_under_its_one_parent_run_and_a_new_study_gets_its_own(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from criteria.study.runner import open_tracker
+    from criteria.study.storage import open_study
+    from criteria.study.tracking import PARENT_RUN_ATTR
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    data = SimpleNamespace(corpus=SimpleNamespace(sha256="0" * 64))
+    spec = spec_for(tmp_path)
+    study, created = open_study(spec)
+    first = open_tracker(spec, study, data, created)
+    assert created and study.user_attrs[PARENT_RUN_ATTR] == first.parent_id
+    joined, created_again = open_study(spec)
+    assert not created_again and open_tracker(spec, joined, data, created_again).parent_id == first.parent_id
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    fresh = spec_for(elsewhere)  # the same study name in another storage: another study
+    study, created = open_study(fresh)
+    assert created and open_tracker(fresh, study, data, created).parent_id != first.parent_id

@@ -42,6 +42,7 @@ from criteria.study.storage import (
     build_sampler,
     is_connection_loss,
     load_study,
+    open_study,
     patiently,
     serves_one_worker,
     storage_url,
@@ -120,7 +121,7 @@ def run_study(spec: Spec, *, track: bool = True, on_trial: Callable[[Any], None]
             tracker.close_lost_trial(trial)
 
     lost = RetryLostTrials(spec.study.max_retries, forget=(WORKER_ATTR, MLFLOW_RUN_ATTR), on_lost=close_lost_run)
-    study = load_study(spec, lost_trials=lost)
+    study, created = open_study(spec, lost_trials=lost)
     index = free_index(study.get_trials(deepcopy=False)) if worker_index is None else worker_index
     worker = Worker.here(index, spec.study.seed)
     if worker.seed != spec.study.seed:
@@ -130,7 +131,7 @@ def run_study(spec: Spec, *, track: bool = True, on_trial: Callable[[Any], None]
     enqueue_starting_points(study, spec)
     data = prepare_data(spec)
     if track:
-        tracker = open_tracker(spec, study, data)
+        tracker = open_tracker(spec, study, data, created)
     keep = output / KEPT_FOLDER if output is not None and spec.study.export == "keep" else None
     objective = Objective(spec, data, tracker, on_epoch, keep)
     objective.tags.update(worker.tags())
@@ -238,12 +239,12 @@ def run_local_workers(spec: Spec, workers: Sequence[LocalWorker], command: Calla
             "see docs/scale-out.md), or run one worker (--workers 1)"
         )
     start = time.perf_counter()
-    study = load_study(spec)
+    study, created = open_study(spec)
     TrialBudget(study, spec, Worker.here(0, spec.study.seed), RetryLostTrials(spec.study.max_retries), url) \
         .check_alone()
     enqueue_starting_points(study, spec)
     data = prepare_data(spec)
-    tracker = open_tracker(spec, study, data) if track else None
+    tracker = open_tracker(spec, study, data, created) if track else None
     try:
         codes = run_worker_processes(workers, command, on_line)
     except KeyboardInterrupt:
@@ -260,20 +261,37 @@ def run_local_workers(spec: Spec, workers: Sequence[LocalWorker], command: Calla
     return study, summary, data, tracker, codes
 
 
-def open_tracker(spec: Spec, study: Any, data: PreparedData, keep_id: bool = True) -> StudyTracker:
-    """The study's MLflow parent run (made by the first worker, found by the others) and, with
-    ``keep_id``, its id kept with the study. Without it (``criteria export``) nothing is written
-    to the study and the run's state is left as it is."""
+def open_tracker(spec: Spec, study: Any, data: PreparedData, created: bool = False, keep_id: bool = True
+                 ) -> StudyTracker:
+    """The study's MLflow parent run, made by the worker that ``created`` the study and kept with
+    it (its id in the study's user attribute :data:`PARENT_RUN_ATTR`); the other workers wait for
+    that id and nest their trial runs under it. Without ``keep_id`` (``criteria export``) nothing
+    is written to the study and the run's state is left as it is."""
     from criteria import __version__
 
+    parent_id = study.user_attrs.get(PARENT_RUN_ATTR)
+    if parent_id is None and not created and keep_id and not study.get_trials(deepcopy=False):
+        parent_id = _wait_for_parent_run(study)
     tracker = StudyTracker(spec.study.name, {
         "criteria.version": __version__, "criteria.git_commit": git_commit(),
         "criteria.hardware": hardware(), "criteria.data_sha256": data.corpus.sha256,
         "criteria.storage": redact(storage_url(spec)), "criteria.spec_file": str(spec.path),
-    }, uri=tracking_uri(spec.study.tracking_uri), running=keep_id)
-    if keep_id and study.user_attrs.get(PARENT_RUN_ATTR) != tracker.parent_id:
+    }, uri=tracking_uri(spec.study.tracking_uri), running=keep_id, parent_id=parent_id,
+        find=parent_id is None and not created)  # a study tracked before it kept its parent run's id
+    if keep_id and parent_id != tracker.parent_id:
         study.set_user_attr(PARENT_RUN_ATTR, tracker.parent_id)
     return tracker
+
+
+def _wait_for_parent_run(study: Any, seconds: float = 30.0) -> str | None:
+    """The parent run id that the worker that has just created the study is about to keep with it."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        parent_id = study.user_attrs.get(PARENT_RUN_ATTR)
+        if parent_id is not None:
+            return parent_id
+        time.sleep(0.5)
+    return None
 
 
 def _quiet_not_needed_trials() -> None:

@@ -29,7 +29,7 @@ from criteria.study.urls import redact, resolve_url, scrub, with_default_driver
 
 __all__ = [
     "DEFAULT_STORAGE_FILE", "METRICS_ATTR", "PatientTrial", "RetryLostTrials", "StorageError", "StorageLost",
-    "build_sampler", "explain", "heartbeat_ages", "is_connection_loss", "load_study", "patiently", "serves_one_worker",
+    "build_sampler", "explain", "heartbeat_ages", "is_connection_loss", "load_study", "open_study", "patiently", "serves_one_worker",
     "storage_url",
 ]
 
@@ -67,6 +67,14 @@ def load_study(spec: Spec, *, create: bool = True, read_only: bool = False,
     """Open (``create``: or create) the spec's study. ``read_only`` opens the database so that
     nothing can be written (``criteria study status``). ``lost_trials`` is called for a trial
     whose worker was lost, once it has been failed (default: queue it again)."""
+    return open_study(spec, create=create, read_only=read_only, lost_trials=lost_trials)[0]
+
+
+def open_study(spec: Spec, *, create: bool = True, read_only: bool = False,
+               lost_trials: RetryLostTrials | None = None) -> tuple[Any, bool]:
+    """:func:`load_study`, and whether this call created the study: the storage lets one of
+    several workers starting together create it, which settles what only one of them should do
+    (make the study's MLflow parent run)."""
     import optuna
 
     url = storage_url(spec)
@@ -77,21 +85,25 @@ def load_study(spec: Spec, *, create: bool = True, read_only: bool = False,
     # One metric: created exactly as single-objective studies always were.
     objectives = ({"directions": list(spec.study.directions)} if spec.study.multi_objective
                   else {"direction": spec.study.direction})
+    created = False
     try:
         storage = _open_storage(spec, url, read_only, lost_trials or RetryLostTrials(spec.study.max_retries))
         if not create:
             study = optuna.load_study(study_name=spec.study.name, storage=storage)
         else:
-            study = optuna.create_study(
-                study_name=spec.study.name, storage=storage, load_if_exists=True, sampler=sampler, pruner=pruner,
-                **objectives,
-            )
+            try:
+                study = optuna.create_study(study_name=spec.study.name, storage=storage, sampler=sampler,
+                                            pruner=pruner, **objectives)
+                created = True
+            except optuna.exceptions.DuplicatedStudyError:
+                study = optuna.load_study(study_name=spec.study.name, storage=storage, sampler=sampler,
+                                          pruner=pruner)
     except KeyError:
         raise CriteriaError(f"no study named {spec.study.name!r} in {redact(url)}; run `criteria run` first") from None
     except Exception as exc:  # SQLAlchemy and driver errors: say the cause and the fix
         raise explain(exc, url, spec) from None
     _check_objectives(study, spec, url, read_only)
-    return study
+    return study, created
 
 
 def build_sampler(spec: Spec, seed: int) -> Any:

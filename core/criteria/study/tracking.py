@@ -29,8 +29,6 @@ STUDY_TAG = "criteria.study"
 MLFLOW_RUN_ATTR = "criteria.mlflow_run"
 #: The study user attribute holding the id of the study's MLflow parent run.
 PARENT_RUN_ATTR = "criteria.mlflow_parent_run"
-#: How long a worker waits for the parent run of an experiment another worker has just created.
-_PARENT_WAIT_SECONDS = 30.0
 
 
 def tracking_uri(given: str | None = None) -> str:
@@ -58,14 +56,15 @@ def hardware() -> str:
 
 
 class StudyTracker:
-    """Parent run for a study (found again on resume, and by every worker), nested runs for its trials.
+    """Parent run for a study, nested runs for its trials.
 
-    The parent run lives in an experiment named after the study. Workers starting together
-    settle who makes it through MLflow itself: creating an experiment succeeds once, and that
-    worker creates the parent run; the others find it.
+    The parent run lives in an experiment named after the study. ``parent_id`` names it (every
+    worker reads it from the study); without one a new parent run is made, unless ``find`` asks
+    to look for the study's earlier one by its tag (a study tracked before it kept the id).
     """
 
-    def __init__(self, study_name: str, tags: dict[str, str], uri: str | None = None, running: bool = True) -> None:
+    def __init__(self, study_name: str, tags: dict[str, str], uri: str | None = None, running: bool = True,
+                 parent_id: str | None = None, find: bool = False) -> None:
         """``running``: mark the parent run running (a worker starts); False leaves its state."""
         import logging
 
@@ -77,42 +76,45 @@ class StudyTracker:
         self.uri = uri or tracking_uri()
         self.study_name = study_name
         self.client = _client(self.uri)
-        self.experiment_id, created = self._experiment(study_name)
-        self.parent_id = self._parent_run(created)
+        self.experiment_id = self._experiment(study_name)
+        self.parent_id = self._parent_run(parent_id, find)
         if running:
             self.client.update_run(self.parent_id, status="RUNNING")
         for key, value in tags.items():
             self.client.set_tag(self.parent_id, key, value)
 
-    def _experiment(self, name: str) -> tuple[str, bool]:
-        """The study's experiment id, and whether this process created it."""
+    def _experiment(self, name: str) -> str:
         from mlflow.exceptions import MlflowException
 
         experiment = self.client.get_experiment_by_name(name)
         if experiment is not None:
-            return experiment.experiment_id, False
+            return experiment.experiment_id
         try:
-            return self.client.create_experiment(name), True
+            return self.client.create_experiment(name)
         except MlflowException:  # another worker created it a moment ago
             experiment = self.client.get_experiment_by_name(name)
             if experiment is None:
                 raise
-            return experiment.experiment_id, False
+            return experiment.experiment_id
 
-    def _parent_run(self, created_experiment: bool) -> str:
-        deadline = time.monotonic() + (0 if created_experiment else _PARENT_WAIT_SECONDS)
-        while True:
+    def _parent_run(self, parent_id: str | None, find: bool) -> str:
+        from mlflow.exceptions import MlflowException
+
+        if parent_id is not None:
+            try:
+                if self.client.get_run(parent_id).info.lifecycle_stage == "active":
+                    return parent_id
+            except MlflowException:  # not in this tracking store (deleted, or another store)
+                pass
+        if find:
             found = self.client.search_runs(
                 [self.experiment_id], filter_string=f"tags.`{STUDY_TAG}` = '{self.study_name}'", max_results=1,
                 order_by=["attributes.start_time ASC"],
             )
             if found:
                 return found[0].info.run_id
-            if time.monotonic() >= deadline:  # ours to make (or its maker died before making it)
-                run = self.client.create_run(self.experiment_id, run_name=self.study_name,
-                                             tags={STUDY_TAG: self.study_name})
-                return run.info.run_id
-            time.sleep(0.5)
+        run = self.client.create_run(self.experiment_id, run_name=self.study_name, tags={STUDY_TAG: self.study_name})
+        return run.info.run_id
 
     @property
     def where(self) -> str:
