@@ -201,7 +201,8 @@ def _client(uri: str) -> Any:
             return client
         except Exception as exc:
             attempt += 1
-            if attempt == attempts:
+            # A store that cannot be reached is not racing anyone (MLflow has retried already).
+            if attempt == attempts or "connect" in str(exc).lower():
                 detail = scrub((str(exc).strip().splitlines() or [type(exc).__name__])[0][:300], uri)
                 raise CriteriaError(
                     f"cannot open the MLflow tracking store {redact(uri)}: {detail}; check [study] tracking_uri "
