@@ -37,8 +37,8 @@ def logits(model, tokenizer):
 
 def trained_encoder(folder, peft_name=None, frozen_layers=0):
     """An encoder (wrapped by a PEFT method when named) whose trainable weights moved."""
-    from criteria.engine.freezing import apply_freezing
     from criteria.engine.config import TrainConfig
+    from criteria.engine.freezing import apply_freezing
     from criteria.plugin.kinds import TrainingPlan
 
     encoder = load_encoder(str(folder), hidden_dropout=0.0, attention_dropout=0.0)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from criteria.cache import cache_root
-from criteria.study.keeping import KEPT_FOLDER
+from criteria.study.folders import KEPT_FOLDER
 from criteria.study.reports import REPORTS_FOLDER
 
 __all__ = ["DiskUsage", "PARTS", "disk_usage", "human_bytes"]

@@ -12,6 +12,7 @@ beside the single best model, and logged to MLflow (metrics, and an MLflow model
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,8 @@ from criteria.engine.metrics import evaluate, tune_threshold, tune_thresholds
 from criteria.engine.model import load_classifier
 from criteria.files import write_json
 from criteria.spec.load import Spec
-from criteria.study.keeping import KEPT_FOLDER, KeptModels, link_tree
+from criteria.study.folders import KEPT_FOLDER, atomic_folder
+from criteria.study.keeping import KeptModels, link_or_copy
 from criteria.study.prepare import PreparedData
 
 __all__ = ["ENSEMBLE_FOLDER", "EnsembleExport", "export_ensemble"]
@@ -128,15 +130,18 @@ def export_ensemble(study: Any, spec: Spec, data: PreparedData, output: Path, ru
                                 [s for _, s in test_scores if s], threshold)
 
     folder = output / ENSEMBLE_FOLDER
-    model_folder = folder / "model"
-    names = []
-    for member in members:
-        name = f"{MEMBERS_FOLDER}/trial-{member.trial}"
-        link_tree(member.folder / "model", model_folder / name)  # hard links: no second copy on disk
-        names.append(name)
-    write_ensemble_metadata(model_folder, names, [m.trial for m in members], threshold,
-                            [vars(c) for c in data.corpus.criteria], study=spec.study.name)
-    write_json(folder / "metrics.json", {
-        "trials": [m.trial for m in members], "threshold": threshold, "validation": val_metrics, "test": test_metrics,
-    }, "ensemble metrics")
+    with atomic_folder(folder) as partial:  # whole or not at all, like every model folder
+        model_folder = partial / "model"
+        names = []
+        for member in members:
+            name = f"{MEMBERS_FOLDER}/trial-{member.trial}"
+            # hard links where the file system allows: no second copy on disk
+            shutil.copytree(member.folder / "model", model_folder / name, copy_function=link_or_copy)
+            names.append(name)
+        write_ensemble_metadata(model_folder, names, [m.trial for m in members], threshold,
+                                [vars(c) for c in data.corpus.criteria], study=spec.study.name)
+        write_json(partial / "metrics.json", {
+            "trials": [m.trial for m in members], "threshold": threshold, "validation": val_metrics,
+            "test": test_metrics,
+        }, "ensemble metrics")
     return EnsembleExport(folder, [m.trial for m in members], threshold, val_metrics, test_metrics, notes)

@@ -10,8 +10,8 @@ Ranking: by the objective (ties: the earlier trial); with several objectives the
 first, best on the first metric first (the trial a study exports is always first), then the
 others by the first metric.
 
-Models are written into a temporary folder beside their place and moved in once complete: a
-crash or a full disk never leaves half a model where the export looks for one.
+Models are written whole or not at all (:func:`criteria.study.folders.atomic_folder`): a crash or
+a full disk never leaves half a model where the export looks for one.
 """
 
 from __future__ import annotations
@@ -20,23 +20,15 @@ import math
 import os
 import re
 import shutil
-import uuid
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
+from criteria.study.folders import atomic_folder, kept_model_folder
 from criteria.study.pareto import dominates
 
-__all__ = ["KEPT_FOLDER", "KeptModels", "kept_model_folder", "link_tree", "rank_trials"]
+__all__ = ["KeptModels", "link_or_copy", "rank_trials"]
 
-#: Under a study's output folder: the models of its best trials.
-KEPT_FOLDER = "kept"
 _TRIAL_FOLDER = re.compile(r"^trial-(\d+)$")
-
-
-def kept_model_folder(kept: Path, trial_number: int) -> Path:
-    """Where a trial's model is kept, under a study's ``kept`` folder."""
-    return kept / f"trial-{trial_number}"
 
 
 def rank_trials(trials: Sequence[tuple[int, Sequence[float]]], directions: Sequence[str]) -> list[int]:
@@ -50,38 +42,13 @@ def rank_trials(trials: Sequence[tuple[int, Sequence[float]]], directions: Seque
     return [n for n, _ in sorted(usable, key=lambda t: (t[0] not in front, -sign * t[1][0], t[0]))]
 
 
-@contextmanager
-def _whole_folder(final: Path) -> Iterator[Path]:
-    """An empty folder beside ``final`` that replaces it when the block ends without error (and
-    is removed otherwise, leaving ``final`` as it was)."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    partial = final.with_name(f".{final.name}.partial-{tag}")
-    partial.mkdir()
+def link_or_copy(src: str, dst: str) -> None:
+    """A ``copy_function`` for :func:`shutil.copytree`: a hard link where the file system allows
+    (no second copy of the bytes on disk), else a copy."""
     try:
-        yield partial
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
-    old = final.with_name(f".{final.name}.old-{tag}")
-    if final.exists():
-        final.rename(old)
-    partial.rename(final)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def link_tree(source: Path, target: Path) -> Path:
-    """``target`` as a copy of ``source`` made of hard links where the file system allows (no
-    second copy of the bytes on disk), else of copies; replaces ``target`` whole."""
-    def link_or_copy(src: str, dst: str) -> None:
-        try:
-            os.link(src, dst)
-        except OSError:
-            shutil.copy2(src, dst)
-
-    with _whole_folder(target) as partial:
-        shutil.copytree(source, partial, copy_function=link_or_copy, dirs_exist_ok=True)
-    return target
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
 
 
 class KeptModels:
@@ -105,7 +72,7 @@ class KeptModels:
         kept = None
         if number in best:
             kept = kept_model_folder(self.folder, number)
-            with _whole_folder(kept) as partial:
+            with atomic_folder(kept) as partial:
                 save(partial)
         self.prune(study, set(best))
         return kept

@@ -6,7 +6,9 @@ A trial that diverges or runs out of memory is recorded as failed with its reaso
 (:data:`FAILURE_ATTR`) and the study goes on; one stopped by Ctrl-C is marked
 (:data:`INTERRUPTED_ATTR`) so that a resumed study runs it again. Every trial, however it ends,
 leaves a JSON report (:mod:`criteria.study.reports`); a complete trial among the study's best K
-keeps its model (:mod:`criteria.study.keeping`).
+keeps its model (:mod:`criteria.study.keeping`). A trial that trained but whose model could not be
+kept (a full disk) completes with its value, the reason recorded (:data:`MODEL_NOT_KEPT_ATTR`); the
+export then retrains its configuration.
 """
 
 from __future__ import annotations
@@ -19,13 +21,14 @@ from criteria.data.splits import holdout, kfold
 from criteria.engine.fit import fit
 from criteria.engine.job import EpochReport, TrainingDiverged
 from criteria.spec.load import Spec
+from criteria.study.folders import kept_model_folder, write_failure
 from criteria.study.keeping import KeptModels
-from criteria.study.outcomes import FAILURE_ATTR, INTERRUPTED_ATTR, PRUNED_ATTR
+from criteria.study.outcomes import FAILURE_ATTR, INTERRUPTED_ATTR, MODEL_NOT_KEPT_ATTR, PRUNED_ATTR
 from criteria.study.prepare import PreparedData, make_job
 from criteria.study.progress import StudyProgress
 from criteria.study.reports import TrialRecord, write_report
 from criteria.study.single import save_run_model
-from criteria.study.tracking import StudyTracker
+from criteria.study.tracking import MLFLOW_RUN_ATTR, StudyTracker
 
 __all__ = ["Objective", "reduce_epochs", "reduce_folds"]
 
@@ -103,6 +106,7 @@ class Objective:
                         for kind, p in config.plugins.items()}
             run_id = self.tracker.start_trial(trial.number, params, {**self.tags, **versions})
             record.mlflow_run_id = run_id
+            trial.set_user_attr(MLFLOW_RUN_ATTR, run_id)  # so a worker that finds this trial lost can close it
         epochs = config.train.epochs
         fold_values = []
         first_fold = None
@@ -145,14 +149,30 @@ class Objective:
         trial.set_user_attr("fold_values", fold_values)
         record.values = named if isinstance(named, dict) else {self.spec.study.metric: named}
         if self.keep is not None:
-            kept = self.keep.offer(trial.study, trial.number, value if self.multi else (value,),
-                                   lambda folder: save_run_model(first_fold, self.data, self.spec, config, folder,
-                                                                 study=self.spec.study.name, trial=trial.number,
-                                                                 value=named))
-            record.kept(kept)
+            self._keep(trial, run_id, record, first_fold, config, value, named)
         if self.tracker:
             self.tracker.end_trial(run_id, "complete", value=named)
         return value
+
+    def _keep(self, trial: Any, run_id: str | None, record: TrialRecord, result: Any, config: Any, value: Any,
+              named: Any) -> None:
+        """Offer the trial's model to the best K, whole or not at all; a failure to write it (a
+        full disk) is recorded, and the trial still completes with its value."""
+        try:
+            kept = self.keep.offer(trial.study, trial.number, value if self.multi else (value,),
+                                   lambda folder: save_run_model(result, self.data, self.spec, config, folder,
+                                                                 study=self.spec.study.name, trial=trial.number,
+                                                                 value=named))
+        except Exception as exc:
+            reason = write_failure(exc, kept_model_folder(self.keep.folder, trial.number))
+            if reason is None:
+                raise
+            trial.set_user_attr(MODEL_NOT_KEPT_ATTR, reason)
+            record.model_not_kept(reason)
+            if self.tracker:
+                self.tracker.tag_run(run_id, {MODEL_NOT_KEPT_ATTR: reason})
+            return
+        record.kept(kept)
 
     def _fold_value(self, history: list[EpochReport]) -> float | list[float]:
         """The fold's objective: one value, or one per metric (each over its own best epoch with

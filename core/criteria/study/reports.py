@@ -103,6 +103,8 @@ class ModelFiles(_Model):
     kept: bool = Field(description="Whether this trial's model files are kept (the study's best K trials).")
     folder: Union[str, None] = None
     bytes: Union[int, None] = Field(None, ge=0)
+    not_kept: Union[str, None] = Field(None, description="Why a model that should have been kept was not "
+                                                          "(a full disk); the export then retrains it.")
 
 
 class TrialReport(_Model):
@@ -206,6 +208,10 @@ class TrialRecord:
         """Where the trial's model is kept (None: it is not among the study's best)."""
         self.model = ModelFiles(kept=True, folder=str(folder), bytes=folder_bytes(folder)) if folder is not None \
             else ModelFiles(kept=False)
+
+    def model_not_kept(self, reason: str) -> None:
+        """The trial's model should have been kept but could not be written (``reason``)."""
+        self.model = ModelFiles(kept=False, not_kept=reason)
 
     def finish(self, state: str, reason: str | None) -> TrialReport:
         """The report of the trial, ended in ``state`` (with ``reason``); the objective values only
