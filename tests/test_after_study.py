@@ -110,12 +110,14 @@ def done(tiny_bert, tmp_path_factory):
 @pytest.fixture
 def inside(done, monkeypatch, capsys):
     """Run `criteria ...` in-process in the study's folder, with the study's registry."""
-    import criteria.cli.app
+    import importlib
+
+    app_module = importlib.import_module("criteria.cli.app")  # `criteria.cli.app` is also the Typer app
 
     monkeypatch.chdir(done.folder)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", done.tracking)
     monkeypatch.setenv("COLUMNS", "200")
-    monkeypatch.setattr(criteria.cli.app, "registry", lambda: done.registry)
+    monkeypatch.setattr(app_module, "registry", lambda: done.registry)
 
     def run(*args: str) -> tuple[int, str]:
         try:
@@ -192,7 +194,7 @@ def test_only_the_best_k_trials_keep_their_models(done):
     kept = sorted(int(p.name.split("-")[1]) for p in (done.out / "kept").iterdir())
     assert kept == sorted(ranked[:2])  # keep_models = 1, but the ensemble of 2 needs two
     dropped = json.loads((done.out / "reports" / f"trial-{ranked[2]}.json").read_text())["model"]
-    assert dropped == {"kept": False, "folder": None, "bytes": None}
+    assert dropped == {"kept": False, "folder": None, "bytes": None, "not_kept": None}  # its report says so
     best = json.loads((done.out / "reports" / f"trial-{ranked[0]}.json").read_text())["model"]
     assert best["kept"] and best["bytes"] > 0
     # frozen layers are referenced, not copied: no encoder weights in a kept model
@@ -257,7 +259,7 @@ def test_the_ensemble_is_an_mlflow_model_too(done):
 
 def test_a_deterministic_trial_reproduces_exactly(done, inside):
     best = complete_by_value(done)[0]
-    code, text = inside("reproduce", "study.toml", "--trial", str(best))
+    code, text = inside("reproduce", "study.toml", "--trial", str(best), "--output", "out")
     assert code == 0, text
     assert "reproduced:" in text and "largest difference 0 " in text and "out/reports/trial-" in text
 

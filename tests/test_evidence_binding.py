@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -111,28 +112,46 @@ def test_the_evidence_loss_is_a_binary_cross_entropy_over_each_pairs_read_senten
     batch = collate(encoded, np.arange(len(members)), data.evidence.corpus.labels, 0, members)
     ids = task.sentence_ids(batch)
     logits = torch.randn(len(members), int(ids.max()) + 1, encoded.units.slots)
-    expected = []
+    expected, skipped = [], 0
     for position, index in enumerate(batch.indices.tolist()):
         if index not in task.gold:
             continue
         row, slot = int(batch.rows[position]), int(batch.slots[position])
         read = [s for s in range(logits.shape[1]) if (ids[row] == s).any()]
         target = torch.tensor([1.0 if s in task.gold[index] else 0.0 for s in read])
+        if not target.any():  # its evidence was cut off by max_length: nothing to learn from this pair
+            skipped += 1
+            continue
         expected.append(torch.nn.functional.binary_cross_entropy_with_logits(logits[row, read, slot], target))
-    assert len(expected) == 30  # every pair with evidence, none without
+    # every pair with evidence among the sentences read, none without (max_length = 64 cuts some off)
+    assert len(expected) + skipped == 30 and len(expected) >= 20
     torch.testing.assert_close(task.loss(batch, ids, logits), torch.stack(expected).mean())
 
 
+@pytest.fixture(scope="module")
+def trained(tiny_bert, tmp_path_factory):
+    """One run per formulation, trained once for the tests below: ``(spec, result, run folder)``."""
+    runs = {}
+
+    def train(formulation: str):
+        if formulation not in runs:
+            folder = tmp_path_factory.mktemp(f"evidence-{formulation}")
+            spec = load_spec(write_spec(folder, tiny_bert, formulation), get_registry())
+            runs[formulation] = spec, train_from_spec(spec, folder / "run", baseline=False), folder / "run"
+        return runs[formulation]
+
+    return train
+
+
 @pytest.mark.parametrize("formulation", ["multilabel", "pair", "biencoder"])
-def test_each_formulation_trains_evidence_binding_and_measures_it(tiny_bert, tmp_path, formulation):
-    spec = load_spec(write_spec(tmp_path, tiny_bert, formulation), get_registry())
-    result = train_from_spec(spec, tmp_path / "run", baseline=False)
+def test_each_formulation_trains_evidence_binding_and_measures_it(trained, formulation):
+    _, result, run = trained(formulation)
     for metrics in (result.validation, result.test):
         assert set(EVIDENCE_METRICS) <= set(metrics["overall"])
         assert metrics["overall"]["evidence_pairs"] > 0
         assert all(0.0 <= metrics["overall"][name] <= 1.0 for name in EVIDENCE_METRICS)
         assert any("evidence_mrr" in values for values in metrics["per_group"].values())
-    assert (tmp_path / "run" / "model" / "evidence.pt").is_file()
+    assert (run / "model" / "evidence.pt").is_file()
 
 
 def test_a_zero_evidence_weight_trains_criteria_matching_alone(tiny_bert, tmp_path):
@@ -157,36 +176,39 @@ def posts_file(folder: Path) -> Path:
 
 
 @pytest.mark.parametrize("formulation", ["multilabel", "pair"])
-def test_predict_evidence_lists_the_top_sentences_of_each_met_pair(tiny_bert, tmp_path, cli, formulation):
-    spec = load_spec(write_spec(tmp_path, tiny_bert, formulation), get_registry())
-    train_from_spec(spec, tmp_path / "run", baseline=False)
+def test_predict_evidence_lists_the_top_sentences_of_each_met_pair(trained, tmp_path, cli, formulation):
+    _, _, trained_run = trained(formulation)
+    run = shutil.copytree(trained_run, tmp_path / "run")
+    # a threshold of 0 meets every pair, so that every row must list its evidence (a tiny model
+    # trained for one epoch may meet none at its tuned threshold)
+    metadata_file = run / "model" / "criteria_model.json"
+    metadata = json.loads(metadata_file.read_text())
+    metadata["threshold"] = 0.0
+    metadata_file.write_text(json.dumps(metadata))
     out = tmp_path / "predictions.csv"
-    done = cli("predict", str(tmp_path / "run"), "--input", str(posts_file(tmp_path)), "--output", str(out),
+    done = cli("predict", str(run), "--input", str(posts_file(tmp_path)), "--output", str(out),
                "--evidence", "--evidence-top", "2")
     assert done.returncode == 0, done.stderr
     rows = list(csv.DictReader(out.open()))
     assert list(rows[0]) == ["post_id", "criterion_id", "criterion", "probability", "met", "evidence"]
     q1 = {"I have not slept properly in weeks.", "Food tastes like nothing.", "The bus was late."}
+    assert len(rows) == 2 * 9 and all(row["met"] == "1" for row in rows)
     for row in rows:
-        if row["met"] == "0":
-            assert row["evidence"] == ""
-            continue
         shown = json.loads(row["evidence"])
         assert 1 <= len(shown) <= 2
         assert {s["sentence"] for s in shown} <= (q1 if row["post_id"] == "q1" else {"Went hiking with friends today."})
         scores = [s["probability"] for s in shown]
         assert scores == sorted(scores, reverse=True) and all(0 <= p <= 1 for p in scores)
-    assert any(row["met"] == "1" for row in rows)
+        assert len(shown) == (2 if row["post_id"] == "q1" else 1)  # the top 2, or all the post has
 
 
-def test_a_saved_model_scores_sentences_as_it_did_in_training(tiny_bert, tmp_path):
+def test_a_saved_model_scores_sentences_as_it_did_in_training(trained):
     from criteria.engine.model import load_classifier
     from criteria.engine.predict import default_runtime
     from criteria.study.prepare import evaluate_indices
 
-    spec = load_spec(write_spec(tmp_path, tiny_bert, "multilabel"), get_registry())
-    result = train_from_spec(spec, tmp_path / "run", baseline=False)
-    model, _, metadata = load_classifier(tmp_path / "run" / "model", get_registry())
+    spec, result, run = trained("multilabel")
+    model, _, metadata = load_classifier(run / "model", get_registry())
     assert metadata["evidence"] == {"sentences": "rule", "slots": 9}
     data = prepare_data(spec)
     again, _, _ = evaluate_indices(model, data, spec.space.default(), default_runtime(get_registry()),

@@ -64,18 +64,18 @@ class KeptModels:
             trials.append((candidate[0], tuple(candidate[1])))
         return rank_trials(trials, self.directions)
 
-    def offer(self, study: Any, number: int, values: Sequence[float], save: Callable[[Path], None]) -> Path | None:
+    def offer(self, study: Any, number: int, values: Sequence[float], save: Callable[[Path], None]
+              ) -> tuple[Path | None, list[int]]:
         """Trial ``number``, about to complete with ``values``, saves its model through ``save(folder)``
         if it is among the best ``count``; models that fell out of the best are removed. Returns
-        its folder, or None when it is not kept."""
+        its folder (None when it is not kept) and the trials whose models were removed."""
         best = self.ranking(study, (number, values))[: self.count]
         kept = None
         if number in best:
             kept = kept_model_folder(self.folder, number)
             with atomic_folder(kept) as partial:
                 save(partial)
-        self.prune(study, set(best))
-        return kept
+        return kept, self.prune(study, set(best))
 
     def prune(self, study: Any, keep: set[int]) -> list[int]:
         """Remove the models of finished trials not in ``keep`` (running trials are left alone:

@@ -26,7 +26,7 @@ from criteria.study.keeping import KeptModels
 from criteria.study.outcomes import FAILURE_ATTR, INTERRUPTED_ATTR, MODEL_NOT_KEPT_ATTR, PRUNED_ATTR
 from criteria.study.prepare import PreparedData, make_job
 from criteria.study.progress import StudyProgress
-from criteria.study.reports import TrialRecord, write_report
+from criteria.study.reports import TrialRecord, model_dropped, write_report
 from criteria.study.single import save_run_model
 from criteria.study.tracking import MLFLOW_RUN_ATTR, StudyTracker
 
@@ -159,7 +159,7 @@ class Objective:
         """Offer the trial's model to the best K, whole or not at all; a failure to write it (a
         full disk) is recorded, and the trial still completes with its value."""
         try:
-            kept = self.keep.offer(trial.study, trial.number, value if self.multi else (value,),
+            kept, removed = self.keep.offer(trial.study, trial.number, value if self.multi else (value,),
                                    lambda folder: save_run_model(result, self.data, self.spec, config, folder,
                                                                  study=self.spec.study.name, trial=trial.number,
                                                                  value=named))
@@ -173,6 +173,8 @@ class Objective:
                 self.tracker.tag_run(run_id, {MODEL_NOT_KEPT_ATTR: reason})
             return
         record.kept(kept)
+        for number in removed:  # their reports say where their models are: nowhere now
+            model_dropped(self.reports, number)
 
     def _fold_value(self, history: list[EpochReport]) -> float | list[float]:
         """The fold's objective: one value, or one per metric (each over its own best epoch with

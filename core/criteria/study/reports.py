@@ -10,6 +10,7 @@ cannot be written is a warning.
 
 from __future__ import annotations
 
+import json
 import platform
 import sys
 import time
@@ -27,7 +28,7 @@ from criteria.errors import CriteriaError, CriteriaWarning
 from criteria.files import strict_json, write_json
 from criteria.study.tracking import hardware
 
-__all__ = ["REPORTS_FOLDER", "REPORT_FORMAT", "SCHEMA_ID", "TrialRecord", "TrialReport", "report_path",
+__all__ = ["REPORTS_FOLDER", "REPORT_FORMAT", "SCHEMA_ID", "TrialRecord", "TrialReport", "model_dropped", "report_path",
            "report_schema"]
 
 REPORTS_FOLDER = "reports"
@@ -240,6 +241,21 @@ def folder_bytes(folder: Path) -> int:
                 seen.add((stat.st_dev, stat.st_ino))
                 total += stat.st_size
     return total
+
+
+def model_dropped(folder: Path | None, trial: int) -> None:
+    """Say in trial ``trial``'s report (in ``folder``) that its model is no longer kept: a later
+    trial pushed it out of the best K. The copy in MLflow stays as the trial left it."""
+    if folder is None:
+        return
+    path = report_path(folder, trial)
+    try:
+        data = json.loads(path.read_text())
+        data["model"] = ModelFiles(kept=False).model_dump(mode="json")
+        write_json(path, data, "trial report")
+    except (CriteriaError, OSError, ValueError) as exc:
+        warnings.warn(f"the report of trial {trial} still says its model is kept: {exc}", CriteriaWarning,
+                      stacklevel=2)
 
 
 def write_report(report: TrialReport, folder: Path | None, tracker: Any = None) -> Path | None:
