@@ -1,9 +1,11 @@
 """The classifier: a transformers encoder, optionally wrapped by a PEFT plugin, and a head plugin.
 
-Saved as a run folder ``criteria predict`` loads: the encoder and tokenizer in ``save_pretrained``
-form (PEFT updates merged in where the method allows, so the folder stands alone; otherwise the
-base encoder plus the method's own weights in ``peft.pt``), the head's weights, and
-``criteria_model.json`` (head and PEFT plugins with their configs, criteria, max length, threshold).
+Saved as a run folder ``criteria predict`` loads: what training changed, the head's (and the
+formulation's scorer's and evidence module's) weights, the tokenizer, and ``criteria_model.json``
+(head, formulation and PEFT plugins with their configs, criteria, max length, threshold). An
+encoder that trained only some of its weights (a PEFT method, frozen layers) keeps just those
+(``trained.pt``) beside a reference to its base model (name and SHA-256 of its weights); one that
+trained them all is saved whole in ``save_pretrained`` form.
 """
 
 from __future__ import annotations
