@@ -138,7 +138,7 @@ def run_study(spec: Spec, *, track: bool = True, progress: StudyProgress | None 
     if track:
         tracker = open_tracker(spec, study, data, created)
     keep = output / KEPT_FOLDER if output is not None and spec.study.export == "keep" else None
-    objective = Objective(spec, data, tracker, progress, keep)
+    objective = Objective(spec, data, tracker, progress, keep, deadline)
     objective.tags.update(worker.tags())
     progress.study_started(StudyPlan(spec.study.name, spec.study.trials, finished_trials(study), timeout,
                                      spec.space.default().backend.build().describe(), data.corpus.summary()))
