@@ -65,9 +65,10 @@ def run_criteria(spec_path: Path, budget_s: float, workdir: Path) -> tuple[list[
     from criteria.engine.model import load_classifier
     from criteria.plugin.registry import get_registry
     from criteria.spec.load import load_spec
+    from criteria.study.folders import KEPT_FOLDER, kept_model_folder
     from criteria.study.prepare import baseline_metrics, evaluate_indices, prepare_data
     from criteria.study.progress import StudyProgress
-    from criteria.study.runner import BEST_MODEL_FOLDER, run_study
+    from criteria.study.runner import run_study
 
     os.chdir(workdir)
     clock = Clock()
@@ -93,7 +94,8 @@ def run_criteria(spec_path: Path, budget_s: float, workdir: Path) -> tuple[list[
                 if "data" not in shared:  # the study's own data, prepared the same way (deterministic)
                     shared["data"] = prepare_data(spec)
                 data = shared["data"]
-                model, _, meta = load_classifier(workdir / "out" / BEST_MODEL_FOLDER / "model", registry)
+                kept = kept_model_folder(workdir / "out" / KEPT_FOLDER, trial.number)  # export = "keep" kept it
+                model, _, meta = load_classifier(kept / "model", registry)
                 config = spec.space.suggest(__import__("optuna").trial.FixedTrial(trial.params))
                 test, _, _ = evaluate_indices(model, data, config, config.backend.build(), data.test_indices,
                                               meta.get("threshold", 0.5))

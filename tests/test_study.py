@@ -231,3 +231,21 @@ betas = {choices = [[0.9, 0.99], [0.95, 0.98]]}
     assert config.plugins["optimizer"].name == "lion"
     assert config.plugins["optimizer"].config.lr == 1e-5
     assert tuple(config.plugins["optimizer"].config.betas) == (0.9, 0.99)
+
+
+def test_past_the_timeout_a_running_trial_stops_once_one_trial_is_complete(workdir, tiny_bert):
+    import time
+
+    from criteria.study.objective import Objective
+    from criteria.study.outcomes import PRUNED_ATTR
+    from criteria.study.prepare import prepare_data
+
+    spec = load_spec(write_spec(workdir, tiny_bert, trials=2), get_registry())
+    epochs_seen = []
+    objective = Objective(spec, prepare_data(spec), None, EpochRecorder(lambda n, e: epochs_seen.append((n, e.epoch))),
+                          deadline=time.monotonic() - 1)  # the study's time is already up
+    study = optuna.create_study(direction="maximize")
+    study.optimize(objective, n_trials=2)
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "PRUNED"]  # the first one is never cut
+    assert epochs_seen == [(0, 1), (0, 2), (1, 1)]
+    assert study.trials[1].user_attrs[PRUNED_ATTR].endswith("the study's time ran out")

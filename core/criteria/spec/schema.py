@@ -44,7 +44,9 @@ class StudySection(Section):
 
     name: str = Field("criteria-study", min_length=1, description="Study name in Optuna and MLflow.")
     trials: int | None = Field(20, ge=1, description="Number of trials to run (None: until timeout).")
-    timeout_minutes: float | None = Field(None, gt=0, description="Stop starting trials after this.")
+    timeout_minutes: float | None = Field(
+        None, gt=0, description="The study's time limit: no trial starts later, and a running trial stops at its next "
+                                "report (as pruned) once some trial is complete.")
     # Spelled `metric` and `direction` in the spec (one value or a list); the fields hold every objective.
     metrics: tuple[Literal[OBJECTIVE_METRICS], ...] = Field(  # type: ignore[valid-type]
         ("macro_f1",), alias="metric",

@@ -14,6 +14,7 @@ export then retrains its configuration.
 from __future__ import annotations
 
 import statistics
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -50,8 +51,9 @@ class Objective:
 
     def __init__(self, spec: Spec, data: PreparedData, tracker: StudyTracker | None,
                  progress: StudyProgress | None = None, keep: KeptModels | None = None,
-                 reports: Path | None = None) -> None:
+                 reports: Path | None = None, deadline: float | None = None) -> None:
         self.spec, self.data, self.tracker = spec, data, tracker
+        self.deadline = deadline  # time.monotonic() at which the study's timeout_minutes ends
         self.progress = progress or StudyProgress()
         self.keep = keep  # the models of the best trials (None: no model is kept)
         self.reports = reports  # the folder of the trials' reports (None: MLflow only, if tracked)
@@ -202,13 +204,26 @@ class Objective:
                 if folds > 1:
                     metrics.update({f"fold{fold}/{k}": v for k, v in list(metrics.items())})
                 self.tracker.log_metrics(run_id, metrics, fold * epochs + epoch.epoch)
+            where = f"epoch {epoch.epoch}" if epoch.part == epoch.parts else \
+                f"epoch {epoch.epoch - 1 + epoch.part / epoch.parts:.2f}"
             if self.per_epoch and trial.should_prune():
-                where = f"epoch {epoch.epoch}" if epoch.part == epoch.parts else \
-                    f"epoch {epoch.epoch - 1 + epoch.part / epoch.parts:.2f}"
                 trial.set_user_attr(PRUNED_ATTR, f"fold {fold}, {where} ({epoch.value:.4f})")
                 raise optuna.TrialPruned(f"pruned at fold {fold}, {where} ({epoch.value:.4f})")
+            if self._time_is_up(trial):
+                trial.set_user_attr(PRUNED_ATTR, f"fold {fold}, {where} ({epoch.value:.4f}): the study's time ran out")
+                raise optuna.TrialPruned(f"stopped at fold {fold}, {where}: the study's time ran out")
 
         return report
+
+    def _time_is_up(self, trial: Any) -> bool:
+        """Past the study's timeout, a running trial stops at its next report (as pruned), so the
+        study ends near its time limit rather than a whole trial later; but never the study's only
+        chance of a result: while no trial is complete, it trains on."""
+        from optuna.trial import TrialState
+
+        if self.deadline is None or time.monotonic() < self.deadline:
+            return False
+        return bool(trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
 
     def _fail(self, trial: Any, run_id: str | None, reason: str) -> float | tuple[float, ...]:
         trial.set_user_attr(FAILURE_ATTR, reason)

@@ -140,7 +140,7 @@ def run_study(spec: Spec, *, track: bool = True, progress: StudyProgress | None 
     if track:
         tracker = open_tracker(spec, study, data, created)
     objective = Objective(spec, data, tracker, progress, kept_models(spec, output),
-                          output / REPORTS_FOLDER if output is not None else None)
+                          output / REPORTS_FOLDER if output is not None else None, deadline)
     objective.tags.update(worker.tags())
     progress.study_started(StudyPlan(spec.study.name, spec.study.trials, finished_trials(study), timeout,
                                      spec.space.default().backend.build().describe(), data.corpus.summary()))
