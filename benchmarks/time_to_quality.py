@@ -65,9 +65,9 @@ def run_criteria(spec_path: Path, budget_s: float, workdir: Path) -> tuple[list[
     from criteria.engine.model import load_classifier
     from criteria.plugin.registry import get_registry
     from criteria.spec.load import load_spec
+    from criteria.study.folders import KEPT_FOLDER, kept_model_folder
     from criteria.study.prepare import baseline_metrics, evaluate_indices, prepare_data
     from criteria.study.progress import StudyProgress
-    from criteria.study.folders import KEPT_FOLDER, kept_model_folder
     from criteria.study.runner import run_study
 
     os.chdir(workdir)

@@ -62,6 +62,8 @@ def test_a_full_disk_while_keeping_a_model_leaves_the_trial_complete_with_the_re
     reasons = [t.user_attrs.get(MODEL_NOT_KEPT_ATTR) for t in trials]
     assert reasons[0].startswith("no space left on the device of ")  # the first trial is the best so far
     assert not list((out / "kept").glob("trial-*")) and not leftovers(out)
+    report = json.loads((out / "reports" / "trial-0.json").read_text())  # the trial's report says so too
+    assert report["state"] == "complete" and report["model"]["not_kept"] == reasons[0]
     _, children = mlflow_runs(tmp_path, "scale-out")
     assert {r.info.status for r in children} == {"FINISHED"}
     assert any(r.data.tags.get(MODEL_NOT_KEPT_ATTR) for r in children)

@@ -67,6 +67,20 @@ class BiEncoder(FormulationPlugin):
     def scores(self, head_out: Any, scorer: Any, criteria_out: Any) -> Any:
         return scorer(head_out, criteria_out)
 
+    def build_evidence(self, hidden_size: int, head_outputs: int, slots: int) -> Any:
+        import torch
+
+        # A sentence is projected into the criterion embeddings' space and scored by similarity,
+        # so evidence is found for criteria the model was not trained on too.
+        return torch.nn.Linear(hidden_size, head_outputs)
+
+    def evidence_scores(self, sentence_states: Any, evidence: Any, criteria_out: Any) -> Any:
+        import torch
+
+        # scaled like attention scores: dot products of d-dimensional vectors grow like sqrt(d)
+        scale = criteria_out.shape[-1] ** 0.5
+        return torch.einsum("usd,cd->usc", evidence(sentence_states).float(), criteria_out.float()) / scale
+
 
 @hookimpl
 def register_formulations(register):

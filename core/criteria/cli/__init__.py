@@ -14,7 +14,7 @@ import warnings
 
 from rich.text import Text
 
-from criteria.cli import dashboard, plugins, runs, specs, study  # noqa: F401  (they register their commands)
+from criteria.cli import dashboard, plugins, reproduce, runs, specs, study  # noqa: F401  (they register their commands)
 from criteria.cli.app import INTERRUPTED_EXIT, INTERRUPTED_MESSAGE, app, err_console
 from criteria.cli.plugins import plugins_list
 from criteria.errors import CriteriaError, CriteriaWarning

@@ -49,6 +49,8 @@ def train(
         if result.baseline_test is not None:
             line += f"   TF-IDF + logistic regression: {result.baseline_test['overall']['macro_f1']:.3f}"
         console.print(line)
+        if "evidence_mrr" in result.test["overall"]:
+            console.print(f"test evidence: {evidence_line(result.test['overall'])}", highlight=False)
     scores = ", ".join(f"{best.metrics['overall'][m]:.3f} validation {m}" for m in loaded.study.metrics)
     console.print(f"{spec.name}: {scores}; {result.seconds:.0f} s. Run folder: [bold]{result.folder}[/]")
 
@@ -60,12 +62,17 @@ def predict(
     output: Path = typer.Option(Path("predictions.csv"), "--output", "-o", help="Where to write the scores."),
     criteria: Optional[Path] = typer.Option(
         None, "--criteria", help="A criteria JSON to score instead of the model's own (biencoder models only)."),
+    evidence: bool = typer.Option(
+        False, "--evidence", help="Add an evidence column: for each met pair, the post's most likely evidence "
+                                  "sentences with their probabilities (models trained with evidence binding)."),
+    evidence_top: int = typer.Option(3, "--evidence-top", min=1, help="Sentences shown per met pair with --evidence."),
 ) -> None:
     """Score every post against every criterion the model was trained on (or, for a model that reads
     criterion texts, against the criteria of --criteria)."""
     from criteria.engine.predict import predict_file
 
-    rows = predict_file(run_dir, input, output, registry(), criteria_json=criteria)
+    rows = predict_file(run_dir, input, output, registry(), criteria_json=criteria,
+                        evidence_top=evidence_top if evidence else 0)
     console.print(f"wrote {rows} rows to [bold]{output}[/]")
 
 
@@ -142,6 +149,12 @@ def print_summary(summary, metric: str, export=None) -> None:
     if export is not None and export.test is not None:
         table.add_row("test macro-F1", f"{export.test['overall']['macro_f1']:.4f} (best model, held-out test posts)")
         table.add_row("baseline", f"{export.baseline_test['overall']['macro_f1']:.4f} (TF-IDF + logistic regression)")
+        if "evidence_mrr" in export.test["overall"]:
+            table.add_row("test evidence", evidence_line(export.test["overall"]))
+    ensemble = getattr(export, "ensemble", None)
+    if ensemble is not None and ensemble.test is not None:
+        table.add_row("ensemble", f"{ensemble.test['overall']['macro_f1']:.4f} test macro-F1 (trials "
+                      f"{', '.join(map(str, ensemble.trials))}, probabilities averaged); {ensemble.folder}")
     if summary.seconds:
         table.add_row("time", f"{summary.seconds:.0f} s")
     table.add_row("storage", summary.storage)
@@ -158,6 +171,13 @@ def print_summary(summary, metric: str, export=None) -> None:
         console.print(_front_table(summary))
     if summary.interrupted:
         err_console.print(INTERRUPTED_MESSAGE)
+
+
+def evidence_line(overall: dict) -> str:
+    """Evidence binding's metrics in one line, with the number of pairs they average over."""
+    return (f"sentence F1 {overall['evidence_f1']:.3f}, MRR {overall['evidence_mrr']:.3f}, nDCG@3 "
+            f"{overall['evidence_ndcg_at_3']:.3f}, Recall@3 {overall['evidence_recall_at_3']:.3f} "
+            f"({overall['evidence_pairs']} met pairs with annotated evidence)")
 
 
 def _front_table(summary, max_params: int = 8) -> Table:

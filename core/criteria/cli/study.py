@@ -1,5 +1,6 @@
-"""``criteria study status`` (a study read from its storage, read-only) and ``criteria export``
-(the best model exported on demand)."""
+"""``criteria study status`` (a study read from its storage, read-only, and the disk it takes),
+``criteria study schema`` (the trial reports' JSON Schema) and ``criteria export`` (the best model
+exported on demand)."""
 
 from __future__ import annotations
 
@@ -14,9 +15,14 @@ from criteria.cli.runs import print_summary
 
 
 @study_app.command("status")
-def study_status(spec: Path = SpecArg) -> None:
+def study_status(
+    spec: Path = SpecArg,
+    output: Optional[Path] = typer.Option(None, "--output", "-o",
+                                          help="The study's output folder (default: outputs/<study>)."),
+) -> None:
     """Progress of a running or finished study, read from its storage (which it never writes):
-    trials per state, running trials with their worker and heartbeat, failures, the best so far."""
+    trials per state, running trials with their worker and heartbeat, failures, the best so far,
+    and the disk its output folder takes."""
     from criteria.cli.workers import print_trials_per_worker
     from criteria.study.status import describe_age, study_status
 
@@ -40,6 +46,47 @@ def study_status(spec: Path = SpecArg) -> None:
     print_trials_per_worker(summary)
     if status.parent_run:
         console.print(f"MLflow parent run: {status.parent_run}", highlight=False)
+    print_disk_usage(output or Path("outputs") / loaded.study.name)
+
+
+
+def print_disk_usage(output: Path) -> None:
+    """The disk the study's output folder takes, by part, and the shared cache's."""
+    from criteria.study.disk import disk_usage, human_bytes
+
+    usage = disk_usage(output)
+    table = Table(title=f"disk used: {human_bytes(usage.total)} in {output}", title_justify="left",
+                  show_header=False)
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    table.add_column()
+    notes = {"kept models": f"{usage.kept_models} trial(s) keep their model",
+             "trial reports": f"{usage.reports} report(s)"}
+    for part, size in usage.parts.items():
+        if size or part in notes:
+            table.add_row(part, human_bytes(size), notes.get(part, ""))
+    table.add_row("cache", human_bytes(sum(usage.cache.values())),
+                  "token ids and frozen-layer states, shared by every study here (CRITERIA_CACHE_DIR)")
+    console.print(table)
+
+
+@study_app.command("schema")
+def study_schema(
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the schema here (default: print it)."),
+) -> None:
+    """The JSON Schema of the per-trial reports a study writes (reports/trial-<n>.json)."""
+    import json
+
+    from criteria.files import atomic_output
+    from criteria.study.reports import report_schema
+
+    text = json.dumps(report_schema(), indent=2) + "\n"
+    if output is None:
+        console.print_json(text)
+        return
+    with atomic_output(output, "schema file") as handle:
+        handle.write(text)
+    console.print(f"wrote {output}")
 
 
 @app.command("export")

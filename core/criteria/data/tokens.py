@@ -131,14 +131,20 @@ def _check_room(tokenizer: Any, units: Units, max_length: int, corpus: Corpus | 
         )
 
 
+def tokenize_units(tokenizer: Any, units: Units, max_length: int, **options: Any) -> Any:
+    """The tokenizer's output for every unit, truncated as the model reads them (only the post);
+    ``options`` ask for more (``return_offsets_mapping``) and never change the token ids."""
+    pair_args = (list(units.first), list(units.second)) if units.second is not None else (list(units.first),)
+    return tokenizer(
+        *pair_args, truncation="only_first" if units.second is not None else True, max_length=max_length,
+        return_token_type_ids=True, return_attention_mask=False, **options,
+    )
+
+
 def _encode(tokenizer: Any, units: Units, max_length: int, corpus: Corpus | None
             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     _check_room(tokenizer, units, max_length, corpus)
-    pair_args = (list(units.first), list(units.second)) if units.second is not None else (list(units.first),)
-    batch = tokenizer(
-        *pair_args, truncation="only_first" if units.second is not None else True, max_length=max_length,
-        return_token_type_ids=True, return_attention_mask=False,
-    )
+    batch = tokenize_units(tokenizer, units, max_length)
     ids = batch["input_ids"]
     segments = batch.get("token_type_ids") or [[0] * len(row) for row in ids]
     lengths = np.fromiter((len(row) for row in ids), dtype=np.int64, count=len(ids))

@@ -45,6 +45,17 @@ class TrainConfig(StrictModel):
         True, description="Also train on the training posts' evidence sentences (ReDSM5 annotations), each "
                           "paired with the criteria it shows (met) and data.evidence_negatives others (not met).",
     )
+    criteria_loss_weight: float = FloatParam(
+        1.0, gt=0.0, le=10.0, search=(0.5, 2.0), log=True,
+        description="lambda_class: the weight of the criteria-matching loss beside evidence binding's "
+                    "(loss = lambda_class * L_criteria + lambda_span * L_evidence).",
+    )
+    evidence_loss_weight: float = FloatParam(
+        0.5, ge=0.0, le=10.0, search=(0.1, 2.0), log=True,
+        description="lambda_span: the weight of evidence binding (each sentence of a post scored against a "
+                    "criterion, learned from the sentence annotations); 0 turns it off. Data without sentence "
+                    "evidence trains without it.",
+    )
     token_dropout: float = FloatParam(
         0.0, ge=0.0, le=0.5, search=(0.0, 0.2),
         description="Share of post and criterion tokens replaced by the mask token while training.",
@@ -73,6 +84,10 @@ class TrainConfig(StrictModel):
     frozen_cache: bool = Field(
         True, description="Compute frozen bottom layers once and reuse their output (frozen layers then run "
                           "without dropout); applies when layers are frozen and nothing random acts below them.",
+    )
+    deterministic: bool = Field(
+        False, description="Bit-stable runs: deterministic torch algorithms, every seed set, one CPU thread "
+                           "(slower: see docs/study.md, Reproducing a trial).",
     )
     patience: int = Field(2, ge=0, description="Epochs without improvement before stopping (0: never).")
     min_delta: float = Field(0.0, ge=0.0)

@@ -20,6 +20,8 @@ import numpy as np
 import torch
 
 from criteria.data.batching import Batch, UnitPairs, bucketed_batches, collate
+from criteria.engine.config import TrainConfig
+from criteria.engine.determinism import deterministic_mode
 from criteria.engine.frozen_cache import (
     FrozenStates,
     PrefixCut,
@@ -30,7 +32,7 @@ from criteria.engine.frozen_cache import (
 )
 from criteria.engine.inference import predict_probs
 from criteria.engine.job import EpochReport, FitResult, TrainingDiverged, TrainingJob, check_trainable
-from criteria.engine.metric_names import METRIC_NAMES, RANKING_METRICS
+from criteria.engine.metric_names import threshold_metric
 from criteria.engine.metrics import evaluate, tune_threshold, tune_thresholds
 from criteria.engine.micro_batches import MicroBatcher, worst_case_indices
 from criteria.engine.model import (
@@ -53,6 +55,11 @@ def fit(job: TrainingJob, progress: FitProgress | None = None) -> FitResult:
     split; ``progress`` hears of every epoch, step and validation batch."""
     train = job.config.train
     progress = progress or FitProgress()
+    with deterministic_mode(job.seed, enabled=train.deterministic):
+        return _fit(job, train, progress)
+
+
+def _fit(job: TrainingJob, train: TrainConfig, progress: FitProgress) -> FitResult:
     torch.manual_seed(job.seed)
     run = _TrainingRun(job)
     stopping = EarlyStopping(job.direction, train.patience, train.min_delta)
@@ -140,6 +147,7 @@ class _TrainingRun:
             "head": self.core.head, "loss": self.loss_fn, "backend": runtime, "formulation": self.core.scorer,
         })
         self.dropout = TokenDropout.for_job(job, runtime.device)
+        self.evidence = job.evidence
         self.scaler = runtime.grad_scaler()
         self.train_lengths = job.encoded.lengths[self.members.units]
         self.positions = np.arange(len(self.members))
@@ -186,8 +194,19 @@ class _TrainingRun:
         self._feed(batch)
         input_ids = self.dropout(batch.input_ids) if self.dropout else batch.input_ids
         with self.runtime.autocast():
-            logits = batch.pair_logits(self.model(input_ids, batch.attention_mask, batch.token_type_ids))
+            if self.evidence is None:
+                logits = batch.pair_logits(self.model(input_ids, batch.attention_mask, batch.token_type_ids))
+            else:
+                sentence_ids = self.evidence.sentence_ids(batch)
+                out, sentence_logits = self.model(input_ids, batch.attention_mask, batch.token_type_ids,
+                                                  sentence_ids=sentence_ids)
+                logits = batch.pair_logits(out)
+                evidence_loss = self.evidence.loss(batch, sentence_ids, sentence_logits)
         loss = self.loss_fn(logits.float(), batch.labels)
+        if self.evidence is not None:  # loss = lambda_class * L_criteria + lambda_span * L_evidence
+            loss = self.train.criteria_loss_weight * loss
+            if evidence_loss is not None:
+                loss = loss + self.train.evidence_loss_weight * evidence_loss
         penalty = self.peft.regularization(self.core.encoder)
         if penalty is not None:
             loss = loss + penalty
@@ -241,20 +260,23 @@ class _TrainingRun:
         # Evaluated in the plugins' evaluation mode, and left in it for keep_best and result:
         # the weights scored are the weights kept.
         self.modes.eval()
+        evidence = self.evidence.collector() if self.evidence is not None else None
         probs, val_loss = predict_probs(self.model, self.runtime, job.encoded, self.val_idx, self.labels,
                                         job.pad_token_id, self.train.eval_batch_size, self.loss_fn, progress,
-                                        before_forward=self._feed)
+                                        before_forward=self._feed, evidence=evidence)
         val_labels = [self.labels[i] for i in self.val_idx]
         groups = [job.corpus.pairs[i].criterion_id for i in self.val_idx]
         # With tuning on, every epoch is scored at its own best thresholds, so epochs (and trials)
         # are compared by what the model would be used at, not by how calibrated it is yet.
         threshold: float | dict[str, float] = 0.5
         if job.tune_threshold:
-            metric = _tunable(job.metric)
+            metric = threshold_metric(job.metric)
             threshold = (tune_thresholds(val_labels, probs, groups, metric=metric)
                          if self.train.threshold_scope == "per_criterion" else tune_threshold(val_labels, probs, metric))
         metrics = evaluate(val_labels, probs, groups, threshold)
         metrics["overall"]["loss"] = val_loss
+        if evidence is not None:
+            evidence.add_metrics(metrics, job.corpus)
         value = float(metrics["overall"][job.metric])
         if part == parts:  # schedulers act on the epoch's value
             job.config.scheduler.on_validation(self.scheduler, value)
@@ -284,11 +306,6 @@ class _TrainingRun:
         best_epoch = 1 + max(range(len(history)), key=lambda i: _sortable(history[i].value, direction))
         return FitResult(self.core, history, best_epoch, history[best_epoch - 1].threshold, self.best_probs,
                          stopped_early)
-
-
-def _tunable(metric: str) -> str:
-    """The metric to tune the threshold for: the objective, unless it ignores the threshold."""
-    return metric if metric in METRIC_NAMES and metric not in RANKING_METRICS else "macro_f1"
 
 
 def _sortable(value: float, direction: str) -> float:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -12,17 +12,22 @@ from criteria.data.batching import Batch, UnitPairs, iterate, sorted_batches
 from criteria.data.tokens import EncodedPairs
 from criteria.engine.progress import FitProgress
 
+if TYPE_CHECKING:  # pragma: no cover
+    from criteria.engine.evidence import EvidenceCollector
+
 __all__ = ["predict_probs"]
 
 
 def predict_probs(model: nn.Module, runtime: Any, encoded: EncodedPairs, indices: np.ndarray,
                   labels: Sequence[int] | None, pad_token_id: int, batch_size: int,
                   loss_fn: nn.Module | None = None, progress: FitProgress | None = None,
-                  before_forward: Callable[[Batch], None] | None = None) -> tuple[np.ndarray, float]:
+                  before_forward: Callable[[Batch], None] | None = None,
+                  evidence: EvidenceCollector | None = None) -> tuple[np.ndarray, float]:
     """Positive-class probabilities for the pairs at ``indices`` (in that order), and their mean
     loss if asked; ``progress`` hears of each batch. ``batch_size`` counts units (the encoder's
     inputs): each scores its pairs among ``indices``. ``before_forward(batch)`` runs before each
-    forward pass (the frozen-layer cache feeds the batch's states there)."""
+    forward pass (the frozen-layer cache feeds the batch's states there). ``evidence`` collects
+    the sentence probabilities of evidence binding in the same passes."""
     model.eval()
     indices = np.asarray(indices)
     labels = labels if labels is not None else [0] * len(encoded.units.pair_unit)
@@ -39,7 +44,14 @@ def predict_probs(model: nn.Module, runtime: Any, encoded: EncodedPairs, indices
             if before_forward is not None:
                 before_forward(batch)
             with runtime.autocast():
-                logits = batch.pair_logits(model(batch.input_ids, batch.attention_mask, batch.token_type_ids))
+                if evidence is None:
+                    out = model(batch.input_ids, batch.attention_mask, batch.token_type_ids)
+                else:
+                    sentence_ids = evidence.sentence_ids(batch)
+                    out, sentence_logits = model(batch.input_ids, batch.attention_mask, batch.token_type_ids,
+                                                 sentence_ids=sentence_ids)
+                    evidence.collect(batch, sentence_ids, sentence_logits)
+                logits = batch.pair_logits(out)
             logits = logits.float()
             if loss_fn is not None:
                 total_loss += float(loss_fn(logits, batch.labels)) * len(batch.labels)

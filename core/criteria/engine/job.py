@@ -14,6 +14,7 @@ from criteria.engine.config import TrialConfig
 from criteria.errors import CriteriaError
 
 if TYPE_CHECKING:  # pragma: no cover
+    from criteria.engine.evidence import EvidenceTask
     from criteria.engine.model import CriterionClassifier
     from criteria.engine.runtime import Runtime
 
@@ -73,6 +74,7 @@ class TrainingJob:
     callbacks: list[Callable[[EpochReport], None]] = field(default_factory=list)
     runtime: Runtime | None = None
     reports_per_epoch: int = 1  # validation reports to the callbacks per epoch (pruning inside epochs)
+    evidence: EvidenceTask | None = None  # evidence binding, trained beside criteria matching (None: off)
 
 
 def check_trainable(job: TrainingJob) -> None:

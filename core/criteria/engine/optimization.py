@@ -15,6 +15,9 @@ from criteria.plugin.kinds import TrainingPlan
 __all__ = ["optimizer_step", "parameter_groups", "training_plan"]
 
 _NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
+#: Modules trained from scratch on top of the encoder: the head plugin's head, the formulation's
+#: scorer and its evidence module. They learn at the head's rate.
+_HEAD_MODULES = ("head.", "scorer.", "evidence.")
 
 
 def parameter_groups(model: nn.Module, *, head_lr_multiplier: float, layerwise_lr_decay: float,
@@ -23,7 +26,8 @@ def parameter_groups(model: nn.Module, *, head_lr_multiplier: float, layerwise_l
     """Trainable parameters of a :class:`~criteria.engine.model.CriterionClassifier` grouped by
     learning-rate scale and weight decay.
 
-    The head learns at ``head_lr_multiplier`` x the base rate; encoder layer ``i`` of ``n`` at
+    The head (and the formulation's scorer and evidence module) learn at ``head_lr_multiplier`` x
+    the base rate; encoder layer ``i`` of ``n`` at
     ``layerwise_lr_decay ** (n - i)`` (embeddings count as layer 0), times the PEFT method's
     ``lr_scale`` of the parameter. Biases and norms get no decay when the optimizer declares a
     ``weight_decay`` (``weight_decay`` not None).
@@ -33,7 +37,7 @@ def parameter_groups(model: nn.Module, *, head_lr_multiplier: float, layerwise_l
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        if name.startswith("head."):
+        if name.startswith(_HEAD_MODULES):
             scale = head_lr_multiplier
         else:
             depth = layer_depth(name, num_layers)

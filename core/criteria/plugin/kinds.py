@@ -174,7 +174,11 @@ class FormulationPlugin(Plugin):
     outputs), which suits a cross-encoder (one slot) and a multi-label encoder (one per
     criterion) alike. A formulation whose units carry ``criteria`` texts (a bi-encoder) also gets
     the head's outputs for each criterion text, encoded once per batch, and may add a trainable
-    ``scorer`` module of its own (:meth:`build_scorer`)."""
+    ``scorer`` module of its own (:meth:`build_scorer`).
+
+    Evidence binding scores each sentence of a unit's post for each slot
+    (:meth:`build_evidence`, :meth:`evidence_scores`); the defaults suit any formulation whose
+    slots are criteria (one) or pairs."""
 
     kind: ClassVar[str] = "formulation"
     #: Whether a trained model can score criteria it was not trained on (their texts are inputs).
@@ -196,6 +200,20 @@ class FormulationPlugin(Plugin):
         """``(units, slots, 2)`` logits from the head's ``(units, head_outputs)`` output (and, when
         the units read criteria, the head's ``(criteria, head_outputs)`` output for them)."""
         return head_out.view(head_out.shape[0], -1, 2)
+
+    def build_evidence(self, hidden_size: int, head_outputs: int, slots: int) -> torch.nn.Module:
+        """The trainable module of evidence binding, which :meth:`evidence_scores` uses. The default
+        scores a sentence for each output slot with one linear layer on its mean token state."""
+        import torch
+
+        return torch.nn.Linear(hidden_size, slots)
+
+    def evidence_scores(self, sentence_states: torch.Tensor, evidence: torch.nn.Module,
+                        criteria_out: torch.Tensor | None) -> torch.Tensor:
+        """``(units, sentences, slots)`` evidence logits from each sentence's mean token state
+        ``(units, sentences, hidden)``: how strongly the sentence shows the criterion of each slot
+        (``criteria_out`` as in :meth:`scores`)."""
+        return evidence(sentence_states)
 
 
 class LossPlugin(Plugin):

@@ -98,6 +98,15 @@ class StudySection(Section):
         "keep", description="Best model to export: the best trial's own (keep), the best "
                             "configuration retrained after the study (refit), or none.",
     )
+    keep_models: int = Field(
+        1, ge=0, le=1000, description="Trials that keep their model files: the best K (their reports are kept "
+                                      "either way). Used by export = \"keep\"; 0 keeps none.",
+    )
+    ensemble: int = Field(
+        1, ge=1, le=50, description="Combine the best K trials' models after the study (averaged probabilities, "
+                                    "threshold re-tuned on validation) into one more exported model; 1: no ensemble. "
+                                    "Keeps at least K models.",
+    )
     register_model: str | None = Field(
         None, min_length=1, description="Register the exported model in the MLflow model registry under this "
                                         "name (a new version each export); it is logged as an MLflow model either way.",
@@ -159,6 +168,15 @@ class StudySection(Section):
     def _bounded(self) -> StudySection:
         if self.trials is None and self.timeout_minutes is None:
             raise ValueError("set trials or timeout_minutes (or both), or the study would never end")
+        if self.export == "keep" and self.keep_models == 0:
+            raise ValueError('export = "keep" exports the best trial\'s own model, so keep_models must be at least 1; '
+                             'set keep_models = 1, or export = "refit" to retrain the best configuration instead')
+        if self.ensemble > 1 and self.export == "none":
+            raise ValueError(f'ensemble = {self.ensemble} combines models the study exports, but export = "none"; '
+                             'set export = "keep" (or "refit"), or ensemble = 1')
+        if self.ensemble > 1 and self.trials is not None and self.ensemble > self.trials:
+            raise ValueError(f"ensemble = {self.ensemble} needs as many complete trials, but trials = {self.trials}; "
+                             "lower ensemble or raise trials")
         if self.grace_seconds <= self.heartbeat_seconds:
             raise ValueError(
                 f"grace_seconds ({self.grace_seconds}) must exceed heartbeat_seconds ({self.heartbeat_seconds}), "
@@ -178,6 +196,13 @@ class StudySection(Section):
     @property
     def multi_objective(self) -> bool:
         return len(self.metrics) > 1
+
+    @property
+    def models_kept(self) -> int:
+        """How many trials keep their model: those the export and the ensemble may need."""
+        if self.export == "none":
+            return 0
+        return max(self.keep_models if self.export == "keep" else 0, self.ensemble if self.ensemble > 1 else 0)
 
 
 class DataSection(Section):

@@ -1,16 +1,18 @@
 """The function Optuna calls per trial: sample a configuration, train it on every split, report
-to the pruner, reduce epochs and folds to the objective, track it, keep the best model.
+to the pruner, reduce epochs and folds to the objective, track it, keep the best models, and
+write its report.
 
 A trial that diverges or runs out of memory is recorded as failed with its reason
 (:data:`FAILURE_ATTR`) and the study goes on; one stopped by Ctrl-C is marked
-(:data:`INTERRUPTED_ATTR`) so that a resumed study runs it again. A trial that trained but whose
-model could not be kept (a full disk) completes with its value, the reason recorded
-(:data:`MODEL_NOT_KEPT_ATTR`); the export then retrains its configuration.
+(:data:`INTERRUPTED_ATTR`) so that a resumed study runs it again. Every trial, however it ends,
+leaves a JSON report (:mod:`criteria.study.reports`); a complete trial among the study's best K
+keeps its model (:mod:`criteria.study.keeping`). A trial that trained but whose model could not be
+kept (a full disk) completes with its value, the reason recorded (:data:`MODEL_NOT_KEPT_ATTR`); the
+export then retrains its configuration.
 """
 
 from __future__ import annotations
 
-import shutil
 import statistics
 import time
 from pathlib import Path
@@ -20,11 +22,12 @@ from criteria.data.splits import holdout, kfold
 from criteria.engine.fit import fit
 from criteria.engine.job import EpochReport, TrainingDiverged
 from criteria.spec.load import Spec
-from criteria.study.folders import atomic_folder, kept_model_folder, write_failure
+from criteria.study.folders import kept_model_folder, write_failure
+from criteria.study.keeping import KeptModels
 from criteria.study.outcomes import FAILURE_ATTR, INTERRUPTED_ATTR, MODEL_NOT_KEPT_ATTR, PRUNED_ATTR
-from criteria.study.pareto import dominates, order_front
 from criteria.study.prepare import PreparedData, make_job
 from criteria.study.progress import StudyProgress
+from criteria.study.reports import TrialRecord, model_dropped, write_report
 from criteria.study.single import save_run_model
 from criteria.study.tracking import MLFLOW_RUN_ATTR, StudyTracker
 
@@ -47,13 +50,13 @@ class Objective:
     """The function Optuna calls per trial: sample, train every split, reduce, track."""
 
     def __init__(self, spec: Spec, data: PreparedData, tracker: StudyTracker | None,
-                 progress: StudyProgress | None = None, keep_folder: Path | None = None,
-                 deadline: float | None = None) -> None:
+                 progress: StudyProgress | None = None, keep: KeptModels | None = None,
+                 reports: Path | None = None, deadline: float | None = None) -> None:
         self.spec, self.data, self.tracker = spec, data, tracker
         self.deadline = deadline  # time.monotonic() at which the study's timeout_minutes ends
         self.progress = progress or StudyProgress()
-        self.keep_folder = keep_folder  # export = "keep": best trials' models go to keep_folder/trial-<n>
-        self._kept: Path | None = None  # the last model this process kept
+        self.keep = keep  # the models of the best trials (None: no model is kept)
+        self.reports = reports  # the folder of the trials' reports (None: MLflow only, if tracked)
         if spec.data.split == "kfold":
             self.splits = kfold(data.corpus, data.study_indices, spec.data.folds, spec.study.seed)
         else:
@@ -67,6 +70,28 @@ class Objective:
 
     def __call__(self, trial: Any) -> float | tuple[float, ...]:
         import optuna
+
+        record = TrialRecord(self.spec.study.name, trial.number, self.spec.study.seed, self.data)
+        try:
+            value = self._run(trial, record)
+        except optuna.TrialPruned as pruned:
+            self._report(record, "pruned", str(pruned))
+            raise
+        except KeyboardInterrupt:
+            self._report(record, "interrupted", "stopped by the user (Ctrl-C)")
+            raise
+        except Exception as exc:
+            self._report(record, "failed", f"{type(exc).__name__}: {exc}")
+            raise
+        reason = trial.user_attrs.get(FAILURE_ATTR)
+        self._report(record, "failed" if reason else "complete", reason)
+        return value
+
+    def _report(self, record: TrialRecord, state: str, reason: str | None) -> None:
+        write_report(record.finish(state, reason), self.reports, self.tracker)
+
+    def _run(self, trial: Any, record: TrialRecord) -> float | tuple[float, ...]:
+        import optuna
         import torch
         from pydantic import ValidationError
 
@@ -74,6 +99,7 @@ class Objective:
             config = self.spec.space.suggest(trial)
         except ValidationError as exc:  # a sampled combination a plugin's Config rejects
             return self._fail(trial, None, f"invalid configuration: {exc.errors()[0]['msg']}")
+        record.configure(trial.params, config, self.spec.registry)
         self.progress.trial_started(trial.number)
         params = config.params()
         run_id = None
@@ -81,19 +107,23 @@ class Objective:
             versions = {f"criteria.plugin.{kind}": f"{p.name} ({_source(self.spec.registry, p)})"
                         for kind, p in config.plugins.items()}
             run_id = self.tracker.start_trial(trial.number, params, {**self.tags, **versions})
+            record.mlflow_run_id = run_id
             trial.set_user_attr(MLFLOW_RUN_ATTR, run_id)  # so a worker that finds this trial lost can close it
         epochs = config.train.epochs
         fold_values = []
         first_fold = None
         try:
             runtime = config.backend.build()  # once for every fold of the trial
+            record.runtime = runtime.describe()
             for fold, split in enumerate(self.splits):
-                report = self._reporter(trial, run_id, fold, epochs, len(self.splits))
+                record.fold(fold, split.name)
+                report = self._reporter(trial, run_id, fold, epochs, len(self.splits), record)
                 job = make_job(self.spec, self.data, config, split.train, split.validation, callbacks=[report],
                                runtime=runtime)
                 result = fit(job, self.progress)
                 first_fold = first_fold or result
                 fold_values.append(self._fold_value(result.history))
+                record.fold_value(fold_values[-1])
                 if self.per_fold:  # pruners that compare trials fold by fold (Wilcoxon)
                     trial.report(fold_values[-1], fold)
                     if trial.should_prune():
@@ -119,31 +149,34 @@ class Objective:
         else:
             value = named = reduce_folds(fold_values, self.spec.study.fold_reduction)
         trial.set_user_attr("fold_values", fold_values)
-        if self.keep_folder is not None and self._is_best(trial, value):
-            self._keep(trial, run_id, first_fold, config, named)
+        record.values = named if isinstance(named, dict) else {self.spec.study.metric: named}
+        if self.keep is not None:
+            self._keep(trial, run_id, record, first_fold, config, value, named)
         if self.tracker:
             self.tracker.end_trial(run_id, "complete", value=named)
         return value
 
-    def _keep(self, trial: Any, run_id: str | None, result: Any, config: Any, named: Any) -> None:
-        """Keep the model of a trial that is the best so far, whole or not at all; a failure to
-        write it (a full disk) is recorded, and the trial still completes with its value."""
-        folder = kept_model_folder(self.keep_folder, trial.number)
+    def _keep(self, trial: Any, run_id: str | None, record: TrialRecord, result: Any, config: Any, value: Any,
+              named: Any) -> None:
+        """Offer the trial's model to the best K, whole or not at all; a failure to write it (a
+        full disk) is recorded, and the trial still completes with its value."""
         try:
-            with atomic_folder(folder) as partial:
-                save_run_model(result, self.data, self.spec, config, partial, study=self.spec.study.name,
-                               trial=trial.number, value=named)
+            kept, removed = self.keep.offer(trial.study, trial.number, value if self.multi else (value,),
+                                   lambda folder: save_run_model(result, self.data, self.spec, config, folder,
+                                                                 study=self.spec.study.name, trial=trial.number,
+                                                                 value=named))
         except Exception as exc:
-            reason = write_failure(exc, folder)
+            reason = write_failure(exc, kept_model_folder(self.keep.folder, trial.number))
             if reason is None:
                 raise
             trial.set_user_attr(MODEL_NOT_KEPT_ATTR, reason)
+            record.model_not_kept(reason)
             if self.tracker:
                 self.tracker.tag_run(run_id, {MODEL_NOT_KEPT_ATTR: reason})
             return
-        if self._kept is not None and self._kept != folder:  # this process's earlier best is superseded
-            shutil.rmtree(self._kept, ignore_errors=True)
-        self._kept = folder
+        record.kept(kept)
+        for number in removed:  # their reports say where their models are: nowhere now
+            model_dropped(self.reports, number)
 
     def _fold_value(self, history: list[EpochReport]) -> float | list[float]:
         """The fold's objective: one value, or one per metric (each over its own best epoch with
@@ -153,34 +186,12 @@ class Objective:
             return reduce_epochs(history, study.epoch_reduction, study.direction)
         return [reduce_epochs(history, study.epoch_reduction, d, m) for m, d in zip(study.metrics, study.directions)]
 
-    def _is_best(self, trial: Any, value: Any) -> bool:
-        from optuna.trial import TrialState
-
-        complete = trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if self.multi:
-            return self._is_exported(trial.number, value, complete)
-        others = [t.value for t in complete]
-        if not others:
-            return True
-        return value > max(others) if self.spec.study.direction == "maximize" else value < min(others)
-
-    def _is_exported(self, number: int, values: tuple[float, ...], complete: list[Any]) -> bool:
-        """Whether this trial, once complete, is the one the study exports (see exported_trial)."""
-        import math
-        from types import SimpleNamespace
-
-        if any(math.isnan(v) for v in values):
-            return False  # Optuna fails a trial with a NaN value
-        directions = self.spec.study.directions
-        trials = [SimpleNamespace(number=t.number, values=tuple(t.values)) for t in complete]
-        trials.append(SimpleNamespace(number=number, values=values))
-        front = [t for t in trials if not any(dominates(o.values, t.values, directions) for o in trials)]
-        return order_front(front, directions)[0].number == number
-
-    def _reporter(self, trial: Any, run_id: str | None, fold: int, epochs: int, folds: int) -> Callable[[EpochReport], None]:
+    def _reporter(self, trial: Any, run_id: str | None, fold: int, epochs: int, folds: int,
+                  record: TrialRecord) -> Callable[[EpochReport], None]:
         import optuna
 
         def report(epoch: EpochReport) -> None:
+            record.epoch(epoch)
             # Steps count fractions of epochs (parts of one), numbered across folds: they mean
             # the same in every trial whatever its batch size, so pruners compare like with like.
             step = (fold * epochs + epoch.epoch - 1) * epoch.parts + epoch.part

@@ -12,10 +12,12 @@ import numpy as np
 
 from criteria.data.corpus import Corpus
 from criteria.data.evidence import EvidencePairs, with_evidence_pairs
+from criteria.data.sentences import SentenceIndex, locate_evidence
 from criteria.data.sources import load_corpus
 from criteria.data.splits import test_split
 from criteria.data.tokens import EncodedUnits, encode_units
 from criteria.engine.config import TrialConfig
+from criteria.engine.evidence import EvidenceTask
 from criteria.engine.inference import predict_probs
 from criteria.engine.job import TrainingJob, check_trainable
 from criteria.engine.metrics import evaluate
@@ -36,7 +38,9 @@ class PreparedData:
     study_indices: tuple[int, ...]  # everything but the held-out test posts
     test_indices: tuple[int, ...]
     evidence: EvidencePairs  # the corpus plus its evidence-sentence pairs, which only training sees
+    sentences: SentenceIndex  # the posts' sentences and each met pair's evidence among them (evidence binding)
     _encodings: dict[str, EncodedUnits] = field(default_factory=dict, repr=False)
+    _evidence_tasks: dict[str, EvidenceTask] = field(default_factory=dict, repr=False)
 
     def encode(self, formulation: FormulationPlugin) -> EncodedUnits:
         """Token ids of ``formulation``'s units for every pair of ``evidence.corpus`` (the corpus's
@@ -48,13 +52,34 @@ class PreparedData:
             self._encodings[key] = encode_units(self.tokenizer, units, self.max_length, corpus=self.evidence.corpus)
         return self._encodings[key]
 
+    def evidence_gold(self) -> dict[int, tuple[int, ...]]:
+        """The evidence sentences (indices into their post's sentences) of each met pair of the
+        corpus that has some, by pair index."""
+        return {i: self.sentences.evidence[(p.post_id, p.criterion_id)] for i, p in enumerate(self.corpus.pairs)
+                if (p.post_id, p.criterion_id) in self.sentences.evidence}
+
+    def evidence_task(self, formulation: FormulationPlugin) -> EvidenceTask | None:
+        """Evidence binding on ``formulation``'s units (each token's sentence, each pair's
+        evidence), built once per formulation; None when the data has no sentence evidence."""
+        if not self.sentences:
+            return None
+        encoded = self.encode(formulation)
+        if encoded.key not in self._evidence_tasks:
+            self._evidence_tasks[encoded.key] = EvidenceTask.build(self.tokenizer, encoded, self.evidence.corpus,
+                                                                   self.sentences, self.max_length)
+        return self._evidence_tasks[encoded.key]
+
 
 def prepare_data(spec: Spec) -> PreparedData:
     corpus = load_corpus(spec.data, spec.path.parent)
     tokenizer = load_tokenizer(spec.model.name)
     evidence = with_evidence_pairs(corpus, spec.data.evidence_negatives, spec.study.seed)
     rest, test = test_split(corpus, spec.data.test_fraction, spec.study.seed)
-    return PreparedData(corpus, tokenizer, spec.data.max_length, tuple(rest), tuple(test), evidence)
+    sentences = locate_evidence(corpus)
+    if sentences.unlocated:
+        warnings.warn(f"{sentences.unlocated} annotated sentence(s) are not found verbatim in their posts; evidence "
+                      "binding leaves them out", CriteriaWarning, stacklevel=2)
+    return PreparedData(corpus, tokenizer, spec.data.max_length, tuple(rest), tuple(test), evidence, sentences)
 
 
 def make_job(spec: Spec, data: PreparedData, config: TrialConfig, train_idx, val_idx, **kwargs: Any) -> TrainingJob:
@@ -71,7 +96,8 @@ def make_job(spec: Spec, data: PreparedData, config: TrialConfig, train_idx, val
         config=config, model_name=spec.model.name, pad_token_id=data.tokenizer.pad_token_id or 0,
         mask_token_id=_mask_token_id(data.tokenizer), special_token_ids=tuple(data.tokenizer.all_special_ids),
         metric=spec.study.metric, direction=spec.study.direction, seed=spec.study.seed,
-        tune_threshold=config.train.tune_threshold, reports_per_epoch=spec.study.reports_per_epoch, **kwargs,
+        tune_threshold=config.train.tune_threshold, reports_per_epoch=spec.study.reports_per_epoch,
+        evidence=data.evidence_task(config.formulation) if config.train.evidence_loss_weight > 0 else None, **kwargs,
     )
     check_trainable(job)
     return job
@@ -106,11 +132,16 @@ def evaluate_indices(model: Any, data: PreparedData, config: TrialConfig, runtim
     probabilities and labels behind them."""
     labels = data.corpus.labels
     idx = np.asarray(indices)
+    task = data.evidence_task(config.formulation) if getattr(model, "evidence", None) is not None else None
+    evidence = task.collector() if task is not None else None
     probs, _ = predict_probs(model.to(runtime.device), runtime, data.encode(config.formulation), idx, labels,
-                             data.tokenizer.pad_token_id or 0, config.train.eval_batch_size)
+                             data.tokenizer.pad_token_id or 0, config.train.eval_batch_size, evidence=evidence)
     wanted = [labels[i] for i in idx]
     groups = [data.corpus.pairs[i].criterion_id for i in idx]
-    return evaluate(wanted, probs, groups, threshold), probs, wanted
+    metrics = evaluate(wanted, probs, groups, threshold)
+    if evidence is not None:
+        evidence.add_metrics(metrics, data.evidence.corpus)
+    return metrics, probs, wanted
 
 
 def baseline_metrics(corpus: Corpus, train_idx, eval_idx, seed: int) -> dict[str, Any]:

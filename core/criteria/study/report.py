@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from criteria.data.splits import holdout
+from criteria.engine.evidence_metrics import EVIDENCE_METRICS
 from criteria.engine.fit import fit
 from criteria.engine.metrics import (
     classification_report_dict,
@@ -27,6 +28,7 @@ from criteria.errors import CriteriaError
 from criteria.files import write_json
 from criteria.spec.load import Spec
 from criteria.study.folders import KEPT_FOLDER, atomic_folder, kept_model_folder, write_failure
+from criteria.study.keeping import link_or_copy
 from criteria.study.pareto import exported_trial, order_front
 from criteria.study.prepare import PreparedData, baseline_metrics, evaluate_indices, make_job
 from criteria.study.progress import StudyProgress
@@ -51,6 +53,7 @@ class Export:
     plots: list[Path]
     notes: list[str] = field(default_factory=list)  # what was left out and why, for the summary
     mlflow_model: Any = None  # criteria.study.mlflow_model.LoggedModel, when tracking is on
+    ensemble: Any = None  # criteria.study.ensemble.EnsembleExport, with [study] ensemble > 1
 
 
 def write_plots(study: Any, folder: Path, metrics: Sequence[str] = (), notes: list[str] | None = None) -> list[Path]:
@@ -170,7 +173,8 @@ def _export_best(study: Any, spec: Spec, data: PreparedData, output: Path, folde
     kept = kept_model_folder(output / KEPT_FOLDER, best.number)
     with atomic_folder(folder) as partial:
         if spec.study.export == "keep" and _kept_trial(kept / "model" / MODEL_FILE) == best.number:
-            shutil.copytree(kept, partial, dirs_exist_ok=True)
+            # the best trial's own model, hard-linked where the file system allows: no second copy on disk
+            shutil.copytree(kept, partial, copy_function=link_or_copy, dirs_exist_ok=True)
         else:
             split = holdout(data.corpus, data.study_indices, spec.data.validation_fraction, spec.study.seed)
             result = fit(make_job(spec, data, config, split.train, split.validation, runtime=runtime),
@@ -180,13 +184,18 @@ def _export_best(study: Any, spec: Spec, data: PreparedData, output: Path, folde
     _log(tracker, [folder / name for name in names], "best")
     if tracker and test is not None:
         tracker.log_summary({"test_macro_f1": test["overall"]["macro_f1"],
-                             "baseline_test_macro_f1": baseline_test["overall"]["macro_f1"]})
+                             "baseline_test_macro_f1": baseline_test["overall"]["macro_f1"],
+                             **{f"test_{name}": test["overall"][name] for name in EVIDENCE_METRICS
+                                if name in test["overall"]}})
     logged = None
     if tracker:
         from criteria.study.mlflow_model import log_classifier_model
 
         logged = log_classifier_model(folder / "model", tracker, spec.registry, register_as=spec.study.register_model)
-    return Export(folder, test, baseline_test, plots, notes, logged)
+    ensemble = None
+    if spec.study.ensemble > 1:
+        ensemble = _export_ensemble(study, spec, data, output, tracker, runtime, notes)
+    return Export(folder, test, baseline_test, plots, notes, logged, ensemble)
 
 
 def _evaluate_into(folder: Path, study: Any, spec: Spec, data: PreparedData, best: Any, config: Any,
@@ -221,6 +230,24 @@ def _evaluate_into(folder: Path, study: Any, spec: Spec, data: PreparedData, bes
         "test": test, "baseline_test": baseline_test, "threshold": threshold,
     }, "best model's metrics")
     return test, baseline_test, [*files, "metrics.json"]
+
+
+def _export_ensemble(study: Any, spec: Spec, data: PreparedData, output: Path, tracker: StudyTracker | None,
+                     runtime: Any, notes: list[str]) -> Any:
+    """The ensemble of the best trials (:mod:`criteria.study.ensemble`), tracked beside the best model."""
+    from criteria.study.ensemble import export_ensemble
+
+    ensemble = export_ensemble(study, spec, data, output, runtime)
+    notes.extend(ensemble.notes)
+    if tracker and ensemble.folder is not None:
+        _log(tracker, [ensemble.folder / "metrics.json"], "ensemble")
+        if ensemble.test is not None:
+            tracker.log_summary({f"ensemble_test_{name}": value for name, value in ensemble.test["overall"].items()
+                                 if name in ("macro_f1", "f1", "roc_auc", *EVIDENCE_METRICS)})
+        from criteria.study.mlflow_model import log_classifier_model
+
+        log_classifier_model(ensemble.folder / "model", tracker, spec.registry, name="ensemble")
+    return ensemble
 
 
 def _kept_trial(metadata: Path) -> int | None:

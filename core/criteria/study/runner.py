@@ -32,11 +32,13 @@ from criteria.study.budget import (
     lost_to_another_worker,
 )
 from criteria.study.folders import KEPT_FOLDER
+from criteria.study.keeping import KeptModels
 from criteria.study.objective import Objective
 from criteria.study.outcomes import FAILURE_ATTR, INTERRUPTED_ATTR
 from criteria.study.pareto import FrontTrial, exported_trial, order_front
 from criteria.study.prepare import PreparedData, prepare_data
 from criteria.study.progress import StudyPlan, StudyProgress
+from criteria.study.reports import REPORTS_FOLDER
 from criteria.study.storage import (
     PatientTrial,
     RetryLostTrials,
@@ -68,7 +70,7 @@ from criteria.study.workers import (
 )
 
 __all__ = ["BEST_MODEL_FOLDER", "StudySummary", "enqueue_starting_points", "failure_reason", "finished_trials",
-           "open_tracker", "run_local_workers", "run_study", "summarize"]
+           "kept_models", "open_tracker", "run_local_workers", "run_study", "summarize"]
 
 BEST_MODEL_FOLDER = "best-model"
 _log = logging.getLogger(__name__)
@@ -137,8 +139,8 @@ def run_study(spec: Spec, *, track: bool = True, progress: StudyProgress | None 
     data = prepare_data(spec)
     if track:
         tracker = open_tracker(spec, study, data, created)
-    keep = output / KEPT_FOLDER if output is not None and spec.study.export == "keep" else None
-    objective = Objective(spec, data, tracker, progress, keep, deadline)
+    objective = Objective(spec, data, tracker, progress, kept_models(spec, output),
+                          output / REPORTS_FOLDER if output is not None else None, deadline)
     objective.tags.update(worker.tags())
     progress.study_started(StudyPlan(spec.study.name, spec.study.trials, finished_trials(study), timeout,
                                      spec.space.default().backend.build().describe(), data.corpus.summary()))
@@ -183,6 +185,15 @@ def run_study(spec: Spec, *, track: bool = True, progress: StudyProgress | None 
         if interrupted and tally.running == 0:  # other workers still running keep the parent run open
             tracker.finish(interrupted=True)
     return study, summary, data, tracker
+
+
+def kept_models(spec: Spec, output: Path | None) -> KeptModels | None:
+    """The study's best trials' models under ``output`` (None: no model is kept): the best
+    ``keep_models`` for export = "keep", at least the ``ensemble`` size when there is one."""
+    count = spec.study.models_kept
+    if output is None or count == 0:
+        return None
+    return KeptModels(output / KEPT_FOLDER, count, spec.study.directions)
 
 
 def _optimize(study: Any, run_trial: Callable[[Any], Any], after_trial: Callable[[Any, Any], None],

@@ -16,6 +16,7 @@ from criteria.engine.config import TrialConfig
 from criteria.engine.fit import fit
 from criteria.engine.job import FitResult
 from criteria.engine.model import NUM_LABELS, save_classifier
+from criteria.engine.model_source import base_reference
 from criteria.files import write_json
 from criteria.spec.load import Spec
 from criteria.study.prepare import PreparedData, baseline_metrics, evaluate_indices, make_job, prepare_data
@@ -84,7 +85,7 @@ def save_run_model(result: FitResult, data: PreparedData, spec: Spec, config: Tr
         "num_labels": NUM_LABELS,
         "criteria_version": __version__,
         **metadata,
-    }, peft=config.peft)
+    }, peft=config.peft, base=base_reference(spec.model.name))
     write_resolved_spec(spec, config, folder / "spec.resolved.json")
 
 

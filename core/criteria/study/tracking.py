@@ -161,6 +161,10 @@ class StudyTracker:
     def log_artifact(self, path: Path, folder: str | None = None) -> None:
         self.client.log_artifact(self.parent_id, str(path), folder)
 
+    def log_run_dict(self, run_id: str, data: dict[str, Any], name: str) -> None:
+        """``data`` as the JSON artifact ``name`` of run ``run_id`` (a trial's report)."""
+        self.client.log_dict(run_id, data, name)
+
     def log_summary(self, metrics: dict[str, float]) -> None:
         self.log_metrics(self.parent_id, metrics, step=0)
 
