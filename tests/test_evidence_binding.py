@@ -92,7 +92,7 @@ epochs = 1
 batch_size = 64
 eval_batch_size = 256
 evidence_sentences = false
-{extra}
+{extra if "evidence_loss_weight" in extra else "evidence_loss_weight = 0.5  # on: off by default"}
 [formulation]
 use = "{formulation}"
 """)

@@ -51,10 +51,10 @@ class TrainConfig(StrictModel):
                     "(loss = lambda_class * L_criteria + lambda_span * L_evidence).",
     )
     evidence_loss_weight: float = FloatParam(
-        0.5, ge=0.0, le=10.0, search=(0.1, 2.0), log=True,
+        0.0, ge=0.0, le=10.0, search=(0.1, 2.0), log=True,
         description="lambda_span: the weight of evidence binding (each sentence of a post scored against a "
-                    "criterion, learned from the sentence annotations); 0 turns it off. Data without sentence "
-                    "evidence trains without it.",
+                    "criterion, learned from the sentence annotations); 0 (the default) leaves it off, 0.5 is a "
+                    "good start. Data without sentence evidence trains without it.",
     )
     token_dropout: float = FloatParam(
         0.0, ge=0.0, le=0.5, search=(0.0, 0.2),
