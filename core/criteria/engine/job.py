@@ -73,6 +73,9 @@ class TrainingJob:
     callbacks: list[Callable[[EpochReport], None]] = field(default_factory=list)
     runtime: Runtime | None = None
     reports_per_epoch: int = 1  # validation reports to the callbacks per epoch (pruning inside epochs)
+    # What continued pretraining did to make model_name (a criteria.engine.pretraining.AdaptedEncoder),
+    # for reports; None when the model is trained as named.
+    pretrained: Any = None
 
 
 def check_trainable(job: TrainingJob) -> None:

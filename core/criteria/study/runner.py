@@ -23,6 +23,7 @@ from criteria.study.outcomes import FAILURE_ATTR, INTERRUPTED_ATTR
 from criteria.study.pareto import FrontTrial, exported_trial, order_front
 from criteria.study.prepare import PreparedData, prepare_data
 from criteria.study.progress import StudyPlan, StudyProgress
+from criteria.study.stages import pretraining_counts
 from criteria.study.storage import load_study, storage_url
 from criteria.study.tracking import StudyTracker, git_commit, hardware, redact
 
@@ -47,6 +48,7 @@ class StudySummary:
     metrics: tuple[str, ...] = ()
     directions: tuple[str, ...] = ()
     front: list[FrontTrial] = field(default_factory=list)  # several objectives: the Pareto front, exported first
+    pretraining: dict[str, int] = field(default_factory=dict)  # adapted encoders used, pretrained, from the cache
 
 
 def finished_trials(study: Any) -> int:
@@ -148,5 +150,5 @@ def summarize(study: Any, spec: Spec, seconds: float, interrupted: bool, tracker
         counts=counts, best_value=best.value if best and not front else None,
         best_params=dict(best.params) if best else {}, best_trial=best.number if best else None, seconds=seconds,
         interrupted=interrupted, failures=failures, metrics=spec.study.metrics, directions=spec.study.directions,
-        front=front,
+        front=front, pretraining=pretraining_counts(trials),
     )
