@@ -397,7 +397,7 @@ def _exercise_masking(plugin: Any) -> Any:
     windows = TokenWindows(ids, tuple(sequences[:8]))
     tokenizer = SimpleNamespace(pad_token_id=0, mask_token_id=4)
     losses, _ = _train(MaskedLM(model, tokenizer, False), windows,
-                       PretrainConfig(epochs=1, batch_size=4, probability=probability), plugin, Runtime(), 0, None)
+                       PretrainConfig(epochs=1, batch_size=4, probability=probability), plugin, Runtime(), 0)
     for loss in losses:
         _finite(loss, "the MLM loss with this strategy")
     return select

@@ -136,11 +136,9 @@ def stage_key(model_name: str | None, texts: Sequence[str], config: PretrainConf
 
 
 def adapt_encoder(model_name: str | None, tokenizer: Any, texts: Sequence[str], config: PretrainConfig,
-                  masking: MaskingPlugin, runtime: Any, seed: int,
-                  on_step: Callable[[int, int], None] | None = None) -> AdaptedEncoder:
+                  masking: MaskingPlugin, runtime: Any, seed: int) -> AdaptedEncoder:
     """The encoder of ``model_name`` adapted to ``texts`` by ``config.epochs`` epochs of masked
-    language modelling, from the cache when the same stage ran before. ``on_step(step, steps)``
-    hears of each optimizer step of a stage that runs."""
+    language modelling, from the cache when the same stage ran before."""
     key = stage_key(model_name, texts, config, masking, seed, str(runtime.precision))
     folder = cache_root() / "pretrained" / key
     record = _read_record(folder)
@@ -149,7 +147,7 @@ def adapt_encoder(model_name: str | None, tokenizer: Any, texts: Sequence[str], 
     start = time.perf_counter()
     windows = token_windows(tokenizer, texts, config.max_length)
     masked_lm = load_masked_lm(model_name, tokenizer, runtime)
-    losses, epoch_losses = _train(masked_lm, windows, config, masking, runtime, seed, on_step)
+    losses, epoch_losses = _train(masked_lm, windows, config, masking, runtime, seed)
     record = {
         "format": 1, "key": key, "model": resolve_model_name(model_name), "texts": len(texts),
         "sequences": len(windows), "tokens": int(windows.lengths.sum()), "epochs": config.epochs,
@@ -163,7 +161,7 @@ def adapt_encoder(model_name: str | None, tokenizer: Any, texts: Sequence[str], 
 
 
 def _train(masked_lm: MaskedLM, windows: TokenWindows, config: PretrainConfig, masking: MaskingPlugin,
-           runtime: Any, seed: int, on_step: Callable[[int, int], None] | None) -> tuple[list[float], list[float]]:
+           runtime: Any, seed: int) -> tuple[list[float], list[float]]:
     """Masked language modelling over ``windows``; the loss of every step and the mean of each epoch."""
     torch.manual_seed(seed)
     rng = np.random.default_rng([seed, 1])
@@ -214,8 +212,6 @@ def _train(masked_lm: MaskedLM, windows: TokenWindows, config: PretrainConfig, m
             losses.append(value)
             count = int(targets.sum())
             epoch_sum, epoch_count = epoch_sum + value * count, epoch_count + count
-            if on_step:
-                on_step(len(losses), total)
         epoch_losses.append(epoch_sum / max(1, epoch_count))
     model.eval()
     return losses, epoch_losses
