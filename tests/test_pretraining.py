@@ -258,3 +258,23 @@ use = "multilabel"
     assert len(curve) >= 2 and [m.step for m in curve] == list(range(1, len(curve) + 1))
     assert runs[0].data.tags["criteria.pretrain"] == "cache"
     assert runs[0].data.params["masking"] == "span" and runs[0].data.params["pretrain.epochs"] == "1"
+
+
+def test_a_domain_corpus_is_a_text_file_or_a_csv_column(tmp_path):
+    from criteria.data.texts import load_texts
+
+    (tmp_path / "domain.txt").write_text("First  document.\n\n  Second one.\n")
+    assert load_texts(tmp_path / "domain.txt") == ("First document.", "Second one.")
+    (tmp_path / "domain.csv").write_text('id,body\n1,"A post, with a comma."\n2,\n3,Another.\n')
+    assert load_texts(tmp_path / "domain.csv", "body") == ("A post, with a comma.", "Another.")
+
+
+def test_validate_reads_the_domain_corpus_and_names_a_bad_one(tmp_path, cli):
+    (tmp_path / "domain.csv").write_text("id,body\n1,I feel low.\n")
+    spec = _write(tmp_path, '[pretrain]\ncorpus = "domain.csv"\ntext_column = "body"\n')
+    ok = cli("validate", str(spec))
+    assert ok.returncode == 0 and "domain.csv: 1 texts" in ok.stdout
+    spec.write_text('[pretrain]\ncorpus = "domain.csv"\n')
+    bad = cli("validate", str(spec))
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert "domain.csv" in bad.stderr and "'text'" in bad.stderr
