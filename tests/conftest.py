@@ -86,3 +86,42 @@ def cli():
         )
 
     return run
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """A PostgreSQL server (as a user that may create databases and roles), from
+    CRITERIA_TEST_POSTGRES_URL, which `.ci/run` sets after starting a throwaway server
+    (.ci/postgres.sh). Without it the tests that need a server skip, except where
+    CRITERIA_REQUIRE_POSTGRES=1 (CI): there they fail."""
+    url = os.environ.get("CRITERIA_TEST_POSTGRES_URL")
+    required = os.environ.get("CRITERIA_REQUIRE_POSTGRES") == "1"
+    problem = None
+    if not url:
+        problem = "no PostgreSQL server: set CRITERIA_TEST_POSTGRES_URL (`.ci/run` starts one with .ci/postgres.sh)"
+    else:
+        try:
+            import psycopg  # noqa: F401
+        except ImportError:
+            problem = "psycopg is not installed: pip install -e '.[postgres]'"
+    if problem:
+        if required:
+            pytest.fail(f"CRITERIA_REQUIRE_POSTGRES=1 but {problem}")
+        pytest.skip(problem)
+    return url
+
+
+@pytest.fixture
+def postgres_database(postgres_url, request):
+    """A fresh database on that server for one test: its URL (dropped afterwards)."""
+    import re
+    import uuid
+
+    import psycopg
+
+    name = "t_" + re.sub(r"[^a-z0-9]+", "_", request.node.name.lower())[:40] + "_" + uuid.uuid4().hex[:6]
+    with psycopg.connect(postgres_url, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    yield postgres_url.rsplit("/", 1)[0] + "/" + name
+    with psycopg.connect(postgres_url, autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -54,8 +54,8 @@ def test_validate_and_space(cli):
     assert space.returncode == 0, space.stderr
     dims = int(re.search(r"(\d+) dimensions", space.stdout).group(1))
     assert dims > 10
-    assert "optimizer.lion.lr ~ loguniform(2e-05, 0.0001)" in space.stdout  # the spec's range
-    assert "peft.lora.dropout ~ uniform(0, 0.2)" in space.stdout  # the plugin's declared range
+    assert "optimizer.lion.lr ~ loguniform(2e-05, 0.0002)" in space.stdout  # the spec's range
+    assert "optimizer.lion.weight_decay ~ uniform(0, 0.3)" in space.stdout  # the plugin's declared range
 
 
 def test_the_plugin_reference_in_docs_is_current(registry):

@@ -117,7 +117,7 @@ def test_default_configuration_uses_defaults_and_frozen_values(tmp_path, registr
 def test_default_study_spec_searches_every_kind(registry):
     spec = load_spec(ROOT / "specs" / "study.toml", registry)
     searched_kinds = {name.split(".")[0] for name, _ in spec.space.dimensions()}
-    assert {"train", "optimizer", "scheduler", "peft", "loss", "head"} <= searched_kinds
+    assert {"train", "optimizer", "scheduler", "formulation", "loss", "head"} <= searched_kinds
     assert len(spec.space.kinds["optimizer"].options) >= 3
 
 

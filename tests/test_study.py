@@ -61,8 +61,9 @@ def test_study_tracks_trials_in_mlflow_and_exports_a_model_that_predicts(workdir
     spec = load_spec(write_spec(workdir, tiny_bert), get_registry())
     study, summary, data, tracker = run_study(spec, output=workdir / "out")
     assert summary.counts["complete"] == 3 and summary.best_value is not None
-    kept = json.loads((workdir / "out" / "best-model" / "model" / "criteria_model.json").read_text())
-    assert kept["trial"] == summary.best_trial  # the best trial's own model was kept during the study
+    kept = workdir / "out" / "kept" / f"trial-{summary.best_trial}" / "model" / "criteria_model.json"
+    assert json.loads(kept.read_text())["trial"] == summary.best_trial  # the best trial's own model, kept as it ran
+    assert summary.export_here and summary.complete  # the one worker finished the study: it exports
     export = export_best(study, spec, data, workdir / "out", tracker)
     tracker.finish()
     assert (export.folder / "model" / "criteria_model.json").is_file()
@@ -196,7 +197,7 @@ def test_refit_export_retrains_the_best_configuration(workdir, tiny_bert):
     spec_file.write_text(spec_file.read_text().replace("seed = 7", 'seed = 7\nexport = "refit"'))
     spec = load_spec(spec_file, get_registry())
     study, summary, data, _ = run_study(spec, track=False, output=workdir / "out")
-    assert not (workdir / "out" / "best-model").exists()  # refit: nothing kept during the study
+    assert not (workdir / "out" / "kept").exists()  # refit: nothing kept during the study
     export = export_best(study, spec, data, workdir / "out", None)
     meta = json.loads((export.folder / "model" / "criteria_model.json").read_text())
     assert meta["trial"] == summary.best_trial and export.test["overall"]["support"] == len(data.test_indices)

@@ -47,7 +47,10 @@ def _plugins_list_args(argv: list[str]) -> dict | None:
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    err_console.print(Text("warning: ", style="bold yellow") + Text(str(message)), highlight=False, soft_wrap=True)
+    # Only criteria's own: a library that forces its warnings through ("always") stays quiet.
+    if issubclass(category, CriteriaWarning):
+        err_console.print(Text("warning: ", style="bold yellow") + Text(str(message)), highlight=False,
+                          soft_wrap=True)
 
 
 def _quiet_warnings() -> None:

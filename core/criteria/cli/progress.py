@@ -94,7 +94,8 @@ class _StudyClock:
         per_trial = elapsed / self.finished_here
         left = math.inf if plan.trials is None else max(0, plan.trials - finished) * per_trial
         if plan.timeout_seconds is not None:
-            left = min(left, max(0.0, plan.timeout_seconds - elapsed) + per_trial)
+            # no trial starts after the timeout; one started just before it still runs to its end
+            left = 0.0 if elapsed >= plan.timeout_seconds else min(left, plan.timeout_seconds - elapsed + per_trial)
         return None if math.isinf(left) else left
 
 

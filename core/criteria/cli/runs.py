@@ -76,23 +76,51 @@ def run(
     spec: Path = SpecArg,
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Plots and best model (default: outputs/<study>)."),
     track: bool = typer.Option(True, help="Track the study in MLflow (MLFLOW_TRACKING_URI, else ./mlflow.db)."),
+    workers: str = typer.Option(
+        "1", "--workers", help="Worker processes to start here: a number, or auto (one per visible GPU, each pinned "
+                               "to its own; one without a GPU). A `criteria run` anywhere else on the same storage "
+                               "joins the study.",
+    ),
+    worker_index: Optional[int] = typer.Option(
+        None, "--worker-index", min=0, help="This worker's index, which seeds its sampler (default: "
+                                            "CRITERIA_WORKER_INDEX, SLURM_ARRAY_TASK_ID or JOB_COMPLETION_INDEX, else 0, or a "
+                                            "free one if a worker 0 is running).",
+    ),
+    export_model: bool = typer.Option(True, "--export/--no-export",
+                                      help="Export the best model if this worker finishes the study."),
+    spawned: bool = typer.Option(False, "--spawned", hidden=True, help="A worker started by --workers."),
 ) -> None:
     """Run (or resume) the spec's study: trials, pruning, tracking, best-model export."""
-    from criteria.study.report import export_best
+    from criteria.study.report import conclude
     from criteria.study.runner import run_study
+    from criteria.study.workers import index_from_environment, local_worker_count
 
+    index = worker_index if worker_index is not None else index_from_environment()
+    count = local_worker_count(workers)
     loaded = open_spec(spec)
     folder = check_output_folder(output or Path("outputs") / loaded.study.name)
+    if count > 1:
+        from criteria.cli.workers import run_with_local_workers
+
+        return run_with_local_workers(spec, loaded, count, index or 0, folder, track, export_model)
     with study_progress(console, loaded.study.metric) as progress:
-        study, summary, data, tracker = run_study(loaded, track=track, progress=progress, output=folder)
+        study, summary, data, tracker = run_study(loaded, track=track, progress=progress, output=folder,
+                                                   worker_index=index)
         export = None
-        if not summary.interrupted:
-            export = export_best(study, loaded, data, folder, tracker, progress=progress)
-            if tracker:
-                tracker.finish()
+        if summary.export_here and not spawned:  # this worker finished the study: it exports, once
+            export = conclude(study, loaded, data, folder, tracker, progress=progress, export=export_model)
+    if spawned:  # its parent prints the study's summary
+        mine = summary.trials_per_worker.get(summary.worker, 0)
+        console.print(f"worker {summary.worker}: {mine} trials finished; {summary.seconds:.0f} s", highlight=False)
+        if summary.interrupted:
+            raise typer.Exit(INTERRUPTED_EXIT)
+        return
     print_summary(summary, loaded.study.metric, export)
     if summary.interrupted:
         raise typer.Exit(INTERRUPTED_EXIT)
+    if summary.complete and not summary.export_here:
+        console.print(f"The study is complete; the worker that finished it exported the best model. "
+                      f"`criteria export {spec}` exports it here.", highlight=False)
 
 
 def print_summary(summary, metric: str, export=None) -> None:

@@ -64,7 +64,32 @@ class StudySection(Section):
                     "epoch (each report scores the validation split once more).",
     )
     fold_reduction: Literal["mean", "median"] = Field("mean", description="Objective over folds.")
-    storage: str | None = Field(None, description="Optuna storage URL (default: SQLite file here).")
+    storage: str | None = Field(
+        None, description="Optuna storage URL, or env:NAME to read it from that environment variable "
+                          "(default: a SQLite file here, for one worker; PostgreSQL for several).",
+    )
+    tracking_uri: str | None = Field(
+        None, description="MLflow tracking URI (a tracking server: http://host:5000), or env:NAME "
+                          "(default: MLFLOW_TRACKING_URI, else ./mlflow.db).",
+    )
+    heartbeat_seconds: int = Field(
+        30, ge=1, le=3600, description="How often the worker running a trial records that it is alive.",
+    )
+    grace_seconds: int = Field(
+        120, ge=2, le=86400,
+        description="A running trial without a heartbeat for this long is failed (its worker is lost) and "
+                    "retried; also how long a worker waits for a database that went away.",
+    )
+    max_retries: int = Field(2, ge=0, le=100, description="How often a trial lost with its worker is run again.")
+    storage_pool_size: int = Field(
+        2, ge=1, le=100, description="Database connections each worker keeps open (its trials and its heartbeat).",
+    )
+    storage_pre_ping: bool = Field(
+        True, description="Test a pooled connection before use, so a worker reconnects after the database restarts.",
+    )
+    storage_connect_timeout_seconds: int = Field(
+        10, ge=1, le=600, description="How long to wait for the database to accept a connection.",
+    )
     seed: int = Field(42, ge=0)
     enqueue: tuple[dict[str, Any], ...] = Field(
         (), description="Configurations the study tries first (Optuna's enqueue_trial), each a table of "
@@ -124,10 +149,22 @@ class StudySection(Section):
     def _as_written(self, value: tuple[str, ...]) -> str | list[str]:
         return value[0] if len(value) == 1 else list(value)  # a single objective reads as it always did
 
+    @field_validator("storage", "tracking_uri")
+    @classmethod
+    def _names_a_variable(cls, value: str | None) -> str | None:
+        if value is not None and value.startswith("env:") and not value[len("env:"):].strip():
+            raise ValueError('name the environment variable that holds the URL: "env:CRITERIA_STORAGE"')
+        return value
+
     @model_validator(mode="after")
     def _bounded(self) -> StudySection:
         if self.trials is None and self.timeout_minutes is None:
             raise ValueError("set trials or timeout_minutes (or both), or the study would never end")
+        if self.grace_seconds <= self.heartbeat_seconds:
+            raise ValueError(
+                f"grace_seconds ({self.grace_seconds}) must exceed heartbeat_seconds ({self.heartbeat_seconds}), "
+                "or a live worker's trial would be failed between two heartbeats; twice or more is safe"
+            )
         return self
 
     @property

@@ -3,11 +3,14 @@ to the pruner, reduce epochs and folds to the objective, track it, keep the best
 
 A trial that diverges or runs out of memory is recorded as failed with its reason
 (:data:`FAILURE_ATTR`) and the study goes on; one stopped by Ctrl-C is marked
-(:data:`INTERRUPTED_ATTR`) so that a resumed study runs it again.
+(:data:`INTERRUPTED_ATTR`) so that a resumed study runs it again. A trial that trained but whose
+model could not be kept (a full disk) completes with its value, the reason recorded
+(:data:`MODEL_NOT_KEPT_ATTR`); the export then retrains its configuration.
 """
 
 from __future__ import annotations
 
+import shutil
 import statistics
 from pathlib import Path
 from typing import Any, Callable
@@ -16,13 +19,14 @@ from criteria.data.splits import holdout, kfold
 from criteria.engine.fit import fit
 from criteria.engine.job import EpochReport, TrainingDiverged
 from criteria.spec.load import Spec
-from criteria.study.outcomes import FAILURE_ATTR, INTERRUPTED_ATTR, PRUNED_ATTR
+from criteria.study.folders import atomic_folder, kept_model_folder, write_failure
+from criteria.study.outcomes import FAILURE_ATTR, INTERRUPTED_ATTR, MODEL_NOT_KEPT_ATTR, PRUNED_ATTR
 from criteria.study.pareto import dominates, order_front
 from criteria.study.prepare import PreparedData, make_job
 from criteria.study.progress import StudyProgress
 from criteria.study.single import save_run_model
 from criteria.study.stages import PRETRAINED_ATTR
-from criteria.study.tracking import StudyTracker
+from criteria.study.tracking import MLFLOW_RUN_ATTR, StudyTracker
 
 __all__ = ["Objective", "reduce_epochs", "reduce_folds"]
 
@@ -46,7 +50,8 @@ class Objective:
                  progress: StudyProgress | None = None, keep_folder: Path | None = None) -> None:
         self.spec, self.data, self.tracker = spec, data, tracker
         self.progress = progress or StudyProgress()
-        self.keep_folder = keep_folder  # where the best trial's model is kept (export = "keep")
+        self.keep_folder = keep_folder  # export = "keep": best trials' models go to keep_folder/trial-<n>
+        self._kept: Path | None = None  # the last model this process kept
         if spec.data.split == "kfold":
             self.splits = kfold(data.corpus, data.study_indices, spec.data.folds, spec.study.seed)
         else:
@@ -74,6 +79,7 @@ class Objective:
             versions = {f"criteria.plugin.{kind}": f"{p.name} ({_source(self.spec.registry, p)})"
                         for kind, p in config.plugins.items()}
             run_id = self.tracker.start_trial(trial.number, params, {**self.tags, **versions})
+            trial.set_user_attr(MLFLOW_RUN_ATTR, run_id)  # so a worker that finds this trial lost can close it
         epochs = config.train.epochs
         fold_values = []
         first_fold = None
@@ -114,8 +120,7 @@ class Objective:
             value = named = reduce_folds(fold_values, self.spec.study.fold_reduction)
         trial.set_user_attr("fold_values", fold_values)
         if self.keep_folder is not None and self._is_best(trial, value):
-            save_run_model(first_fold, self.data, self.spec, config, self.keep_folder, study=self.spec.study.name,
-                           trial=trial.number, value=named)
+            self._keep(trial, run_id, first_fold, config, named)
         if self.tracker:
             self.tracker.end_trial(run_id, "complete", value=named)
         return value
@@ -130,8 +135,28 @@ class Objective:
             prefix = f"fold{fold}/" if len(self.splits) > 1 else ""
             self.tracker.log_series(run_id, f"{prefix}pretrain_mlm_loss", adapted.losses)
             self.tracker.log_series(run_id, f"{prefix}pretrain_mlm_loss_epoch", adapted.epoch_losses)
-            self.tracker.set_run_tags(run_id, {f"criteria.{prefix}pretrain": "cache" if adapted.cached else "pretrained",
-                                               f"criteria.{prefix}pretrain_key": adapted.key})
+            self.tracker.tag_run(run_id, {f"criteria.{prefix}pretrain": "cache" if adapted.cached else "pretrained",
+                                          f"criteria.{prefix}pretrain_key": adapted.key})
+
+    def _keep(self, trial: Any, run_id: str | None, result: Any, config: Any, named: Any) -> None:
+        """Keep the model of a trial that is the best so far, whole or not at all; a failure to
+        write it (a full disk) is recorded, and the trial still completes with its value."""
+        folder = kept_model_folder(self.keep_folder, trial.number)
+        try:
+            with atomic_folder(folder) as partial:
+                save_run_model(result, self.data, self.spec, config, partial, study=self.spec.study.name,
+                               trial=trial.number, value=named)
+        except Exception as exc:
+            reason = write_failure(exc, folder)
+            if reason is None:
+                raise
+            trial.set_user_attr(MODEL_NOT_KEPT_ATTR, reason)
+            if self.tracker:
+                self.tracker.tag_run(run_id, {MODEL_NOT_KEPT_ATTR: reason})
+            return
+        if self._kept is not None and self._kept != folder:  # this process's earlier best is superseded
+            shutil.rmtree(self._kept, ignore_errors=True)
+        self._kept = folder
 
     def _fold_value(self, history: list[EpochReport]) -> float | list[float]:
         """The fold's objective: one value, or one per metric (each over its own best epoch with

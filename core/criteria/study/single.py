@@ -20,8 +20,12 @@ from criteria.files import write_json
 from criteria.spec.load import Spec
 from criteria.study.prepare import PreparedData, baseline_metrics, evaluate_indices, make_job, prepare_data
 from criteria.study.progress import StudyProgress
+from criteria.study.urls import redact
 
 __all__ = ["RunResult", "save_run_model", "train_from_spec", "write_resolved_spec"]
+
+#: [study] keys that hold URLs, which may carry a password.
+_URL_KEYS = ("storage", "tracking_uri")
 
 
 @dataclass
@@ -87,11 +91,18 @@ def save_run_model(result: FitResult, data: PreparedData, spec: Spec, config: Tr
 
 
 def write_resolved_spec(spec: Spec, config: TrialConfig, path: Path) -> None:
+    """The spec as written and as resolved for ``config``, with credentials in URLs redacted."""
+    raw_study = {**spec.raw.get("study", {})}
+    study = spec.study.model_dump()
+    for key in _URL_KEYS:
+        for table in (raw_study, study):
+            if isinstance(table.get(key), str):
+                table[key] = redact(table[key])
     write_json(path, {
         "spec_file": str(spec.path),
-        "spec": spec.raw,
+        "spec": {**spec.raw, "study": raw_study} if "study" in spec.raw else spec.raw,
         "resolved": config.params(),
-        "study": spec.study.model_dump(),
+        "study": study,
         "data": spec.data.model_dump(),
         "model": spec.model.model_dump(),
         "written": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -1,45 +1,43 @@
 """MLflow tracking for studies: one parent run per study, one nested run per trial.
 
-Logged with the MLflow client directly. Credentials in a storage or tracking URI are redacted
-before anything reaches MLflow or the terminal; post text is never logged.
+Logged with the MLflow client directly, to a local SQLite store by default or to any tracking
+URI (an MLflow tracking server for many workers). Every worker's trial runs nest under the one
+parent run of the study, tagged with the worker's host and index. Credentials in a storage or
+tracking URI are redacted before anything reaches MLflow or the terminal; post text is never
+logged.
 """
 
 from __future__ import annotations
 
 import os
 import platform
-import re
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+
+from criteria.errors import CriteriaError
+from criteria.study.urls import redact, resolve_url, scrub, with_default_driver
+from criteria.study.workers import WORKER_ATTR
+
+__all__ = ["DEFAULT_TRACKING_FILE", "MLFLOW_RUN_ATTR", "PARENT_RUN_ATTR", "STUDY_TAG", "StudyTracker", "git_commit",
+           "hardware", "redact", "tracking_uri"]
 
 DEFAULT_TRACKING_FILE = "mlflow.db"
 STUDY_TAG = "criteria.study"
-_SECRET_QUERY = re.compile(r"(?i)((?:password|passwd|pwd|token|secret|api_key|access_key)=)[^&;]+")
+#: The trial user attribute holding the id of the trial's MLflow run.
+MLFLOW_RUN_ATTR = "criteria.mlflow_run"
+#: The study user attribute holding the id of the study's MLflow parent run.
+PARENT_RUN_ATTR = "criteria.mlflow_parent_run"
 
 
-def redact(url: str) -> str:
-    """``scheme://user:secret@host/db?password=x`` -> ``scheme://user:***@host/db?password=***``."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable URL>"
-    if "@" not in parts.netloc and not _SECRET_QUERY.search(parts.query):
-        return url  # nothing secret; urlunsplit would also drop the empty host of sqlite:////abs/path
-    netloc = parts.netloc
-    if parts.password is not None:
-        user = parts.username or ""
-        host = netloc.rsplit("@", 1)[1]
-        netloc = f"{user}:***@{host}"
-    elif "@" in netloc:  # a token as the user part
-        netloc = "***@" + netloc.rsplit("@", 1)[1]
-    query = _SECRET_QUERY.sub(r"\1***", parts.query)
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
-
-
-def tracking_uri() -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / DEFAULT_TRACKING_FILE}"
+def tracking_uri(given: str | None = None) -> str:
+    """``[study] tracking_uri`` (``env:NAME`` read from the environment), else
+    ``MLFLOW_TRACKING_URI``, else ``mlflow.db`` in the working directory. A PostgreSQL backend
+    store uses psycopg 3, like the study storage."""
+    if given:
+        return with_default_driver(resolve_url(given, "tracking_uri"))
+    return with_default_driver(os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / DEFAULT_TRACKING_FILE}")
 
 
 def git_commit() -> str:
@@ -58,32 +56,67 @@ def hardware() -> str:
 
 
 class StudyTracker:
-    """Parent run for a study (found again on resume), nested runs for its trials."""
+    """Parent run for a study, nested runs for its trials.
 
-    def __init__(self, study_name: str, tags: dict[str, str]) -> None:
+    The parent run lives in an experiment named after the study. ``parent_id`` names it (every
+    worker reads it from the study); without one a new parent run is made, unless ``find`` asks
+    to look for the study's earlier one by its tag (a study tracked before it kept the id).
+    """
+
+    def __init__(self, study_name: str, tags: dict[str, str], uri: str | None = None, running: bool = True,
+                 parent_id: str | None = None, find: bool = False) -> None:
+        """``running``: mark the parent run running (a worker starts); False leaves its state."""
         import logging
 
-        from mlflow.tracking import MlflowClient
+        import mlflow  # noqa: F401  (it sets its loggers' levels on import: quieten them after)
 
-        # The SQLite store announces its table migrations at INFO; keep the terminal for progress.
+        # The SQLite store announces its table migrations at INFO, and artifact transfers draw bars
+        # of their own: keep the terminal (and log files) for criteria's progress.
         for name in ("alembic", "mlflow"):
             logging.getLogger(name).setLevel(logging.WARNING)
-        self.uri = tracking_uri()
-        self.client = MlflowClient(self.uri)
-        experiment = self.client.get_experiment_by_name(study_name)
-        self.experiment_id = experiment.experiment_id if experiment else self.client.create_experiment(study_name)
-        found = self.client.search_runs(
-            [self.experiment_id], filter_string=f"tags.`{STUDY_TAG}` = '{study_name}'", max_results=1,
-            order_by=["attributes.start_time ASC"],
-        )
-        if found:
-            self.parent_id = found[0].info.run_id
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        self.uri = uri or tracking_uri()
+        self.study_name = study_name
+        self.client = _client(self.uri)
+        self.experiment_id = self._experiment(study_name)
+        self.parent_id = self._parent_run(parent_id, find)
+        if running:
             self.client.update_run(self.parent_id, status="RUNNING")
-        else:
-            run = self.client.create_run(self.experiment_id, run_name=study_name, tags={STUDY_TAG: study_name})
-            self.parent_id = run.info.run_id
         for key, value in tags.items():
             self.client.set_tag(self.parent_id, key, value)
+
+    def _experiment(self, name: str) -> str:
+        from mlflow.exceptions import MlflowException
+
+        experiment = self.client.get_experiment_by_name(name)
+        if experiment is not None:
+            return experiment.experiment_id
+        try:
+            return self.client.create_experiment(name)
+        except MlflowException:  # another worker created it a moment ago
+            experiment = self.client.get_experiment_by_name(name)
+            if experiment is None:
+                raise
+            return experiment.experiment_id
+
+    def _parent_run(self, parent_id: str | None, find: bool) -> str:
+        from mlflow.exceptions import MlflowException
+
+        if parent_id is not None:
+            try:
+                if self.client.get_run(parent_id).info.lifecycle_stage == "active":
+                    return parent_id
+            except MlflowException:  # not in this tracking store (deleted, or another store)
+                pass
+        if find:
+            found = self.client.search_runs(
+                [self.experiment_id], filter_string=f"tags.`{STUDY_TAG}` = '{self.study_name}'", max_results=1,
+                order_by=["attributes.start_time ASC"],
+            )
+            if found:
+                return found[0].info.run_id
+        run = self.client.create_run(self.experiment_id, run_name=self.study_name, tags={STUDY_TAG: self.study_name})
+        return run.info.run_id
 
     @property
     def where(self) -> str:
@@ -122,11 +155,6 @@ class StudyTracker:
         for start in range(0, len(batch), 1000):  # MLflow takes at most 1000 metrics per batch
             self.client.log_batch(run_id, metrics=batch[start:start + 1000])
 
-    def set_run_tags(self, run_id: str, tags: dict[str, str]) -> None:
-        """Tags on a trial's run."""
-        for key, value in tags.items():
-            self.client.set_tag(run_id, key, value[:5000])
-
     def end_trial(self, run_id: str, state: str, reason: str = "",
                   value: float | dict[str, float] | None = None) -> None:
         """``value``: the objective, or with several objectives a value per metric name (logged
@@ -147,16 +175,55 @@ class StudyTracker:
     def log_summary(self, metrics: dict[str, float]) -> None:
         self.log_metrics(self.parent_id, metrics, step=0)
 
+    def tag_run(self, run_id: str | None, tags: dict[str, str]) -> None:
+        """Tags on a trial's run (none without one)."""
+        if run_id:
+            for key, value in tags.items():
+                self.client.set_tag(run_id, key, value[:5000])
+
     def set_tags(self, tags: dict[str, str]) -> None:
         """Tags on the study's parent run."""
         for key, value in tags.items():
             self.client.set_tag(self.parent_id, key, value[:5000])
 
-    def finish(self, interrupted: bool = False) -> None:
-        self.client.set_terminated(self.parent_id, status="KILLED" if interrupted else "FINISHED")
+    def close_lost_trial(self, trial: Any) -> None:
+        """End the MLflow run of a trial whose worker was lost (it is being run again)."""
+        run_id = trial.user_attrs.get(MLFLOW_RUN_ATTR)
+        if run_id:
+            worker = trial.user_attrs.get(WORKER_ATTR) or {}
+            where = f" (worker w{worker.get('index')} on {worker.get('host')})" if worker else ""
+            self.end_trial(run_id, "lost", f"its worker stopped{where}; the trial is queued to run again")
+
+    def finish(self, interrupted: bool = False, failed: bool = False) -> None:
+        status = "KILLED" if interrupted else "FAILED" if failed else "FINISHED"
+        self.client.set_terminated(self.parent_id, status=status)
+
+
+def _client(uri: str) -> Any:
+    """An MLflow client whose store is ready. Workers opening a new database-backed store at once
+    each migrate its schema, and all but one fail half-way, each in its own words ("duplicate
+    column", "no such index", ...); the schema is complete a moment later, so opening again
+    succeeds. A tracking server migrates for its clients (and MLflow retries HTTP itself)."""
+    from mlflow.tracking import MlflowClient
+
+    attempts = 1 if uri.split(":", 1)[0] in ("http", "https", "databricks") else 5
+    attempt = 0
+    while True:
+        try:
+            client = MlflowClient(uri)  # a database-backed store migrates its schema here
+            client.search_experiments(max_results=1)
+            return client
+        except Exception as exc:
+            attempt += 1
+            # A store that cannot be reached is not racing anyone (MLflow has retried already).
+            if attempt == attempts or "connect" in str(exc).lower():
+                detail = scrub((str(exc).strip().splitlines() or [type(exc).__name__])[0][:300], uri)
+                raise CriteriaError(
+                    f"cannot open the MLflow tracking store {redact(uri)}: {detail}; check [study] tracking_uri "
+                    "or MLFLOW_TRACKING_URI, or run with --no-track"
+                ) from None
+            time.sleep(attempt)
 
 
 def _now_ms() -> int:
-    import time
-
     return int(time.time() * 1000)
