@@ -52,8 +52,9 @@ def test_replacing_augmenters_change_evidence_words_only(name, settings):
     from criteria.testing import exercise_plugin
 
     augment = exercise_plugin(make("augmenter", name, probability=1.0, **settings))
-    for post in POSTS:
-        text = augment(post, random.Random(3))
+    texts = [augment(post, random.Random(3)) for post in POSTS]
+    assert any(texts), f"{name} rewrote none of the posts"
+    for post, text in zip(POSTS, texts):
         if text is None:
             continue
         # every sentence that is no evidence comes back as it was
@@ -115,3 +116,26 @@ use = "multilabel"
     assert all("#" not in job.corpus.pairs[i].post_id for i in job.validation_indices)
     # the copies are tokenized with the rest: the job's units cover the extended corpus
     assert len(job.encoded.units.pair_unit) == len(job.corpus.pairs)
+
+
+def test_the_masked_lm_offers_content_words_when_function_words_are_excluded():
+    """A masked LM adapted to a small corpus ranks frequent function words first wherever the
+    mask is; contextual replacement asks for the best words other than those."""
+    import torch
+    import transformers
+    from criteria.data.augment import STOP_WORDS
+    from criteria.engine.masked_lm import MaskedLM
+    from criteria.engine.model import load_tokenizer
+
+    tokenizer = load_tokenizer(None)
+    torch.manual_seed(0)
+    model = transformers.BertForMaskedLM(transformers.BertConfig(
+        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37))
+    frequent = ["the", "and", "it", "my", "that"]
+    with torch.no_grad():
+        model.get_output_embeddings().bias[tokenizer.convert_tokens_to_ids(frequent)] = 100.0
+    masked_lm = MaskedLM(model, tokenizer, False)
+    text = f"I feel so {tokenizer.mask_token} every day."
+    assert set(masked_lm.fill([text], 5)[0][0]) == set(frequent)  # all function words
+    content = masked_lm.fill([text], 5, exclude=STOP_WORDS)[0][0]
+    assert len(content) == 5 and not set(content) & STOP_WORDS

@@ -155,11 +155,11 @@ class Contextual(AugmenterPlugin):
             sentences = sorted({index for index, _ in picked})
             texts = [_sentence_with_masks(post, i, [w for j, w in picked if j == i], model.mask_token)
                      for i in sentences]
-            predictions = model.fill(texts, c.top_k)
+            predictions = model.fill(texts, c.top_k, exclude=STOP_WORDS)
             replacements = {}
             for index, options in zip(sentences, predictions):
                 for word, predicted in zip([w for j, w in picked if j == index], options):
-                    choices = [p for p in predicted if p != word.text.lower() and p not in STOP_WORDS]
+                    choices = [p for p in predicted if p != word.text.lower()]
                     if choices:
                         replacements[(index, word)] = rng.choice(choices)
             return post.rewritten(replacements) if replacements else None

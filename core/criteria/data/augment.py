@@ -18,7 +18,7 @@ from __future__ import annotations
 import random
 import re
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
+from typing import Any, Callable, Collection, Iterable, Mapping, Protocol, Sequence
 
 from criteria.data.corpus import Corpus, Pair
 
@@ -102,9 +102,9 @@ class MaskedLanguageModel(Protocol):
 
     mask_token: str
 
-    def fill(self, texts: Sequence[str], top_k: int) -> list[list[list[str]]]:
+    def fill(self, texts: Sequence[str], top_k: int, exclude: Collection[str] = ()) -> list[list[list[str]]]:
         """For each text, for each mask token in it (in order), the ``top_k`` most likely whole
-        words (lower case, letters only), best first."""
+        words (lower case, letters only) other than those in ``exclude``, best first."""
 
 
 @dataclass(frozen=True)

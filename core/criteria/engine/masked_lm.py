@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Collection, Sequence
 
 import torch
 from torch import nn
@@ -50,10 +50,14 @@ class MaskedLM:
         positions only, not on every token (most of an MLM step's cost otherwise)."""
         return _head(self.model)(hidden)
 
-    def fill(self, texts: Sequence[str], top_k: int) -> list[list[list[str]]]:
+    def fill(self, texts: Sequence[str], top_k: int, exclude: Collection[str] = ()) -> list[list[list[str]]]:
         """For each text, for each mask token in it, the ``top_k`` most likely whole words
-        (lower-cased letters only; word pieces and punctuation are skipped), best first."""
+        (lower-cased letters only; word pieces and punctuation are skipped) other than those in
+        ``exclude``, best first. Excluding function words matters for a small corpus: a masked LM
+        adapted to a few hundred posts ranks the most frequent words first wherever the mask is."""
         allowed, words = _whole_words(self.tokenizer)
+        if exclude:
+            allowed = allowed & torch.tensor([w not in exclude for w in words])
         device = next(self.model.parameters()).device
         was_training = self.model.training
         self.model.eval()
