@@ -139,3 +139,21 @@ def test_the_masked_lm_offers_content_words_when_function_words_are_excluded():
     assert set(masked_lm.fill([text], 5)[0][0]) == set(frequent)  # all function words
     content = masked_lm.fill([text], 5, exclude=STOP_WORDS)[0][0]
     assert len(content) == 5 and not set(content) & STOP_WORDS
+
+
+def test_contextual_replacement_puts_in_no_function_words_or_contraction_pieces():
+    from criteria.data.augment import AugmentContext
+
+    class FrequentWords:
+        """A masked LM adapted to a small corpus: the same frequent words wherever the mask is."""
+        mask_token = "[MASK]"
+
+        def fill(self, texts, top_k, exclude=()):
+            best = [w for w in ("the", "don", "ve", "sad") if w not in exclude][:top_k]
+            return [[best] * text.count(self.mask_token) for text in texts]
+
+    augment = make("augmenter", "contextual", strength=1.0).build(AugmentContext(None, FrequentWords, None))
+    text = augment(POSTS[0], random.Random(0))
+    assert text is not None
+    assert set(text.split()) - set(POSTS[0].text.split()) <= {"sad", "sad.", "Sad"}
+    assert " don " not in text and " ve " not in text

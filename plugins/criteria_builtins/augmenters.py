@@ -138,6 +138,11 @@ class ContextualConfig(ReplacementConfig):
     top_k: int = IntParam(10, ge=1, le=200, search=(5, 20), description="Best predictions to choose among.")
 
 
+#: What contextual replacement never puts in: function words, and the pieces a tokenizer cuts
+#: their contractions into ("don't" -> "don"), which a masked LM predicts before such a "'t".
+_NOT_PREDICTIONS = STOP_WORDS | {piece for word in STOP_WORDS for piece in word.split("'")}
+
+
 class Contextual(AugmenterPlugin):
     name = "contextual"
     summary = "Evidence words replaced by the continued-pretraining stage's masked LM predictions in context."
@@ -155,11 +160,12 @@ class Contextual(AugmenterPlugin):
             sentences = sorted({index for index, _ in picked})
             texts = [_sentence_with_masks(post, i, [w for j, w in picked if j == i], model.mask_token)
                      for i in sentences]
-            predictions = model.fill(texts, c.top_k, exclude=STOP_WORDS)
+            predictions = model.fill(texts, c.top_k, exclude=_NOT_PREDICTIONS)
             replacements = {}
             for index, options in zip(sentences, predictions):
                 for word, predicted in zip([w for j, w in picked if j == index], options):
-                    choices = [p for p in predicted if p != word.text.lower()]
+                    # a replacement is a word that could itself be replaced (three letters or more: not "ve", "re")
+                    choices = [p for p in predicted if p != word.text.lower() and len(p) >= 3]
                     if choices:
                         replacements[(index, word)] = rng.choice(choices)
             return post.rewritten(replacements) if replacements else None
