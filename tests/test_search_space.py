@@ -32,7 +32,8 @@ def test_empty_spec_searches_every_available_plugin_of_per_trial_kinds(tmp_path,
         assert type(kind_space.default()).priority == top, kind_name
     defaults = {kind: plugin.name for kind, plugin in spec.space.default().plugins.items()}
     assert defaults == {"optimizer": "adamw", "scheduler": "linear", "peft": "none", "formulation": "pair",
-                        "head": "linear", "loss": "cross_entropy", "backend": "cpu"}
+                        "head": "linear", "loss": "cross_entropy", "augmenter": "none", "masking": "token",
+                        "backend": "cpu"}
     # samplers and pruners are chosen once per study: the highest-priority available one
     assert spec.sampler.name == "tpe" and spec.pruner.name == "median"
     assert "backend" in spec.space.kinds and spec.space.kinds["backend"].default().name == "cpu"

@@ -32,10 +32,12 @@ _EXPORTS = {
     "Plugin": "criteria.plugin.base",
     "PluginConfig": "criteria.plugin.base",
     "Requirements": "criteria.plugin.base",
+    "AugmenterPlugin": "criteria.plugin.kinds",
     "BackendPlugin": "criteria.plugin.kinds",
     "FormulationPlugin": "criteria.plugin.kinds",
     "HeadPlugin": "criteria.plugin.kinds",
     "LossPlugin": "criteria.plugin.kinds",
+    "MaskingPlugin": "criteria.plugin.kinds",
     "OptimizerPlugin": "criteria.plugin.kinds",
     "PeftPlugin": "criteria.plugin.kinds",
     "PrunerPlugin": "criteria.plugin.kinds",
@@ -52,6 +54,10 @@ _EXPORTS = {
     "SearchRange": "criteria.plugin.ranges",
     "choice_label": "criteria.plugin.ranges",
     "Registry": "criteria.plugin.registry",
+    "AugmentContext": "criteria.data.augment",
+    "Post": "criteria.data.augment",
+    "STOP_WORDS": "criteria.data.augment",
+    "Word": "criteria.data.augment",
     "Units": "criteria.data.units",
     "pair_units": "criteria.data.units",
     "post_units": "criteria.data.units",
@@ -64,6 +70,7 @@ _EXPORTS = {
 if TYPE_CHECKING:  # pragma: no cover
     import pluggy
 
+    from criteria.data.augment import STOP_WORDS, AugmentContext, Post, Word
     from criteria.data.units import Units, pair_units, post_units, with_criteria
     from criteria.engine.runtime import Precision, Runtime
     from criteria.errors import CriteriaError, CriteriaWarning
@@ -72,10 +79,12 @@ if TYPE_CHECKING:  # pragma: no cover
     from criteria.plugin.fields import BoolParam, ChoiceParam, FloatParam, IntParam
     from criteria.plugin.hookspecs import PLUGIN_API
     from criteria.plugin.kinds import (
+        AugmenterPlugin,
         BackendPlugin,
         FormulationPlugin,
         HeadPlugin,
         LossPlugin,
+        MaskingPlugin,
         OptimizerPlugin,
         PeftPlugin,
         PrunerPlugin,
@@ -107,6 +116,8 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "AugmentContext",
+    "AugmenterPlugin",
     "Availability",
     "BackendPlugin",
     "BoolParam",
@@ -127,16 +138,19 @@ __all__ = [
     "IntParam",
     "IntRange",
     "LossPlugin",
+    "MaskingPlugin",
     "OptimizerPlugin",
     "PeftPlugin",
     "Plugin",
     "PLUGIN_API",
     "PluginConfig",
+    "Post",
     "Precision",
     "PrunerPlugin",
     "Registry",
     "Requirements",
     "Runtime",
+    "STOP_WORDS",
     "SamplerPlugin",
     "SchedulerPlugin",
     "SearchRange",
@@ -146,5 +160,6 @@ __all__ = [
     "post_units",
     "usable_cores",
     "with_criteria",
+    "Word",
     "__version__",
 ]

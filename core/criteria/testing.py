@@ -24,8 +24,10 @@ bounds, the kind's own rules such as an optimizer's float ``lr``, ``requires_plu
 :func:`exercise_plugin` builds the plugin and runs what it built for real, on CPU, in a second or
 two: an optimizer's step on a tiny random BERT classifier (through the engine's parameter groups
 and the plugin's training/evaluation hooks), a scheduler's steps, a PEFT method wrapping that BERT
-and training a step, a head's forward and backward, a loss's value and gradient, a pruner and a
-sampler driving a toy Optuna study, a backend's runtime running a layer. It raises
+and training a step, a head's forward and backward, a loss's value and gradient, an augmenter
+rewriting example posts (with a tiny masked language model's resources), a masking strategy's
+choices and two steps of the pretraining stage with them, a pruner and a sampler driving a toy
+Optuna study, a backend's runtime running a layer. It raises
 :class:`PluginUnavailable` (with the plugin's reason) where the plugin cannot run on this machine.
 
 This module is public and imports from every layer of the package: it tests plugins the way the
@@ -342,6 +344,112 @@ def _exercise_formulation(plugin: Any) -> Any:
     return model
 
 
+def _example_words(seed: int = 0) -> list[Any]:
+    """Word indices of 40 token sequences as the pretraining stage sees them: a special token at
+    each end (-1), words of one to three pieces between."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    sequences = []
+    for _ in range(40):
+        pieces = rng.integers(1, 4, size=int(rng.integers(5, 30)))
+        sequences.append(np.concatenate([[-1], np.repeat(np.arange(len(pieces)), pieces), [-1]]))
+    return sequences
+
+
+def _exercise_masking(plugin: Any) -> Any:
+    """The strategy's choices on example sequences (booleans, never a special token, about the
+    share asked for, the same for the same seed), then two steps of the pretraining stage with
+    them on a tiny masked language model."""
+    from types import SimpleNamespace
+
+    import numpy as np
+    import torch
+    import transformers
+
+    from criteria.engine.config import PretrainConfig
+    from criteria.engine.masked_lm import MaskedLM
+    from criteria.engine.pretraining import TokenWindows, _train
+    from criteria.engine.runtime import Runtime
+
+    probability = 0.25
+    select = plugin.build(probability)
+    sequences = _example_words()
+    chosen, maskable = 0, 0
+    for words in sequences:
+        picked = np.asarray(select(words, np.random.default_rng(1)))
+        if picked.shape != words.shape or picked.dtype != bool:
+            raise AssertionError(f"select() returned {picked.dtype} of shape {picked.shape}, not booleans "
+                                 f"of shape {words.shape}")
+        if picked[words < 0].any():
+            raise AssertionError("select() chose a special token (word index -1)")
+        again = np.asarray(select(words, np.random.default_rng(1)))
+        if not np.array_equal(picked, again):
+            raise AssertionError("select() chose differently with the same seed: draw only from rng")
+        chosen, maskable = chosen + int(picked.sum()), maskable + int((words >= 0).sum())
+    share = chosen / maskable
+    if not 0.4 * probability <= share <= 2.0 * probability:
+        raise AssertionError(f"select() chose {share:.0%} of the tokens for probability {probability}")
+    torch.manual_seed(0)
+    model = transformers.BertForMaskedLM(transformers.BertConfig(
+        vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37))
+    ids = tuple(np.where(w < 0, 1, 10 + w % 80).astype(np.int64) for w in sequences[:8])
+    windows = TokenWindows(ids, tuple(sequences[:8]))
+    tokenizer = SimpleNamespace(pad_token_id=0, mask_token_id=4)
+    losses, _ = _train(MaskedLM(model, tokenizer, False), windows,
+                       PretrainConfig(epochs=1, batch_size=4, probability=probability), plugin, Runtime(), 0)
+    for loss in losses:
+        _finite(loss, "the MLM loss with this strategy")
+    return select
+
+
+def _example_posts() -> list[Any]:
+    from criteria.data.augment import Post
+
+    return [
+        Post("p1", ("I have felt hopeless and empty for months.", "My sister visited on Sunday.",
+                    "I sleep twelve hours and still wake up exhausted."), (True, False, True)),
+        Post("p2", ("Work was busy this week.", "Nothing I used to enjoy interests me anymore.",
+                    "We watched a film."), (False, True, False)),
+        Post("p3", ("I keep thinking everyone would be better off without me.",), (True,)),
+        Post("p4", ("The weather turned cold.", "I bought new boots."), (False, False)),
+    ]
+
+
+def _exercise_augmenter(plugin: Any) -> Any:
+    """The augmenter built with a tiny model's resources and run on example posts: text or None
+    for each, the same text for the same seed, and some post rewritten."""
+    import torch
+    import transformers
+
+    from criteria.data.augment import AugmentContext, augment_posts
+    from criteria.engine.masked_lm import MaskedLM, whole_word_vocabulary
+    from criteria.engine.model import load_tokenizer
+
+    tokenizer = load_tokenizer(None)  # the embedded model's: a real vocabulary, no weights loaded
+    torch.manual_seed(0)
+    model = transformers.BertForMaskedLM(transformers.BertConfig(
+        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37))
+    masked_lm = MaskedLM(model, tokenizer, False)
+
+    def input_embeddings() -> Any:
+        words, vectors = whole_word_vocabulary(masked_lm, tokenizer)
+        return words, vectors.numpy()
+
+    augment = plugin.build(AugmentContext(tokenizer, lambda: masked_lm, input_embeddings))
+    if augment is None:
+        return None  # no augmentation (a plugin such as `none`)
+    posts = _example_posts()
+    copies = augment_posts(posts, augment, 1.0, seed=7)
+    if not all(isinstance(text, str) and text.strip() for text in copies.values()):
+        raise AssertionError("augment() returned something other than a non-empty text or None")
+    if not copies:
+        raise AssertionError("augment() rewrote none of the example posts (a copy equal to its post is none)")
+    if augment_posts(posts, augment, 1.0, seed=7) != copies:
+        raise AssertionError("augment() gave another text for the same seed: draw only from the rng it is given")
+    return augment
+
+
 def _exercise_head(plugin: Any) -> Any:
     import torch
 
@@ -460,6 +568,8 @@ _EXERCISES: dict[str, Callable[[Any], Any]] = {
     "formulation": _exercise_formulation,
     "head": _exercise_head,
     "loss": _exercise_loss,
+    "augmenter": _exercise_augmenter,
+    "masking": _exercise_masking,
     "pruner": _exercise_pruner,
     "sampler": _exercise_sampler,
     "backend": _exercise_backend,

@@ -123,6 +123,10 @@ class LogLines(StudyProgress):
         self.trial = number
         self.clock.trial_started()
 
+    def stage_finished(self, line: str) -> None:
+        who = f"trial {self.trial} " if self.trial is not None else ""
+        self._line(f"{who}{line}")
+
     def epoch_finished(self, report: Any) -> None:
         who = f"trial {self.trial} " if self.trial is not None else ""
         self._line(f"{who}epoch {report.epoch}: {_epoch_line(report, self.metric)}")
@@ -216,6 +220,10 @@ class TerminalBars(StudyProgress):
     def validation_step(self) -> None:
         if self.step_task is not None:
             self.bars.advance(self.step_task)
+
+    def stage_finished(self, line: str) -> None:
+        who = f"trial {self.trial} " if self.trial is not None else ""
+        self._print(f"{who}{line}")
 
     def epoch_finished(self, report: Any) -> None:
         who = f"trial {self.trial} " if self.trial is not None else ""

@@ -32,13 +32,15 @@ def train(
     from datetime import datetime
 
     from criteria.engine.metrics import metrics_table
+    from criteria.plugin.kinds import kind_named
     from criteria.study.single import train_from_spec
 
     loaded = open_spec(spec)
     folder = check_output_folder(output or Path("runs") / f"{loaded.study.name}-{datetime.now():%Y%m%d-%H%M%S}",
                                  "run folder")
     config = loaded.space.default()
-    console.print("training " + ", ".join(f"{k}=[cyan]{p.name}[/]" for k, p in config.plugins.items()))
+    console.print("training " + ", ".join(f"{k}=[cyan]{p.name}[/]" for k, p in config.plugins.items()
+                                          if config.stage_runs(kind_named(k).stage)))
     with study_progress(console, loaded.study.metric) as progress:
         result = train_from_spec(loaded, folder, progress=progress, baseline=baseline)
     best = result.fit.best
@@ -155,6 +157,10 @@ def print_summary(summary, metric: str, export=None) -> None:
     if ensemble is not None and ensemble.test is not None:
         table.add_row("ensemble", f"{ensemble.test['overall']['macro_f1']:.4f} test macro-F1 (trials "
                       f"{', '.join(map(str, ensemble.trials))}, probabilities averaged); {ensemble.folder}")
+    if summary.pretraining.get("used"):
+        counts = summary.pretraining
+        table.add_row("continued pretraining", f"{counts['used']} adapted encoder(s) used: {counts['pretrained']} "
+                                               f"pretrained, {counts['cached']} from the cache")
     if summary.seconds:
         table.add_row("time", f"{summary.seconds:.0f} s")
     table.add_row("storage", summary.storage)

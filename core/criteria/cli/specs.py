@@ -20,6 +20,8 @@ def validate(spec: Path = SpecArg) -> None:
     console.print(f"[green]ok[/]: {spec} is valid ({dims} search dimensions).", highlight=False)
     console.print(f"data: {inputs.data}", highlight=False)
     console.print(f"model: {inputs.model}", highlight=False)
+    if inputs.pretraining:
+        console.print(f"pretraining corpus: {inputs.pretraining}", highlight=False)
 
 
 @app.command()
@@ -39,6 +41,9 @@ def space(spec: Path = SpecArg) -> None:
         for key, value in plugin.config.model_dump().items():
             node.add(f"{key} = {render_value(value)}")
     _add_config_space(tree.add("[bold]train[/]"), search.train)
+    if search.pretrain is not None:
+        _add_config_space(tree.add("[bold]pretrain[/] (continued pretraining; \\[masking] below chooses its "
+                                   "strategy in the trials where it runs)"), search.pretrain)
     offered = search.choices.offered()
     for name, kind_space in search.kinds.items():
         names = list(kind_space.options)

@@ -1,5 +1,6 @@
 """Data: corpora (ReDSM5 folders, pairs CSVs, the embedded corpus), criteria, splits, evidence
-sentences, token ids (cached) and length-bucketed batches.
+sentences, augmented copies of training posts, unlabelled texts for pretraining, token ids
+(cached) and length-bucketed batches.
 
 Imports only the root modules (errors, cache); never the plugin system, the spec or the engine.
 

@@ -1,10 +1,12 @@
 """What one training run is configured with: the core knobs every trial shares
-(:class:`TrainConfig`, a spec's ``[train]`` section) and one plugin per per-trial kind
-(:class:`TrialConfig`, one point of a study's search space)."""
+(:class:`TrainConfig`, a spec's ``[train]`` section), the continued-pretraining stage before it
+(:class:`PretrainConfig`, ``[pretrain]``), and one plugin per per-trial kind (:class:`TrialConfig`,
+one point of a study's search space)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal, Mapping
 
 from pydantic import ConfigDict, Field
@@ -13,17 +15,20 @@ from criteria.plugin.base import Plugin, StrictModel
 from criteria.plugin.fields import BoolParam, ChoiceParam, FloatParam, IntParam
 from criteria.plugin.kinds import (
     KINDS,
+    AugmenterPlugin,
     BackendPlugin,
     FormulationPlugin,
     HeadPlugin,
     LossPlugin,
+    MaskingPlugin,
     OptimizerPlugin,
     PeftPlugin,
     SchedulerPlugin,
+    kind_named,
 )
 from criteria.plugin.ranges import choice_label
 
-__all__ = ["TrainConfig", "TrialConfig"]
+__all__ = ["PretrainConfig", "TrainConfig", "TrialConfig"]
 
 
 class TrainConfig(StrictModel):
@@ -93,13 +98,49 @@ class TrainConfig(StrictModel):
     min_delta: float = Field(0.0, ge=0.0)
 
 
+class PretrainConfig(StrictModel):
+    """Continued pretraining before fine-tuning: a masked-language-model stage on a domain corpus
+    (DAPT, ``corpus``) and/or the split's training posts (TAPT, ``tapt``), never on validation or
+    test posts. The adapted encoder is cached per (model, texts, these settings, masking strategy):
+    trials that share them pretrain once. A ``[masking]`` section chooses the strategy."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+    corpus: Path | None = Field(
+        None, description="DAPT: a text file (one document per line) or a CSV file (one per row, in text_column), "
+                          "relative to the spec file.",
+    )
+    text_column: str = Field("text", min_length=1, description="The column of a CSV corpus that holds the text.")
+    tapt: bool = BoolParam(
+        True, description="TAPT: also pretrain on the current split's training posts (never validation or test posts).",
+    )
+    epochs: int = IntParam(1, ge=0, le=100, search=(1, 3), description="Passes over the texts; 0 skips the stage.")
+    probability: float = FloatParam(
+        0.15, ge=0.01, le=0.8, search=(0.1, 0.3), description="Share of tokens the masking strategy hides.",
+    )
+    lr: float = FloatParam(1e-4, ge=1e-7, le=1e-2, search=(3e-5, 5e-4), log=True,
+                           description="AdamW learning rate (linear decay after warmup).")
+    batch_size: int = ChoiceParam(16, search=(8, 16, 32), ge=1, le=4096, description="Sequences per step.")
+    max_length: int = Field(128, ge=16, le=8192, description="Tokens per sequence; longer texts are cut into "
+                                                             "windows, none is truncated.")
+    warmup_ratio: float = Field(0.06, ge=0.0, le=0.5, description="Warmup as a share of all steps.")
+    weight_decay: float = Field(0.01, ge=0.0, le=1.0)
+
+    @property
+    def runs(self) -> bool:
+        """Whether the stage does anything: some epochs, on some texts."""
+        return self.epochs > 0 and (self.corpus is not None or self.tapt)
+
+
 @dataclass(frozen=True)
 class TrialConfig:
     """One configuration to train: the core knobs and one plugin per per-trial kind, keyed by
-    kind name. The engine reads the typed accessors (``config.optimizer``, ...)."""
+    kind name. The engine reads the typed accessors (``config.optimizer``, ...). ``pretrain``
+    holds the continued-pretraining settings when the spec has a ``[pretrain]`` section."""
 
     train: TrainConfig
     plugins: Mapping[str, Plugin] = field(default_factory=dict)
+    pretrain: PretrainConfig | None = None
 
     def __post_init__(self) -> None:
         wanted = {kind.name: kind.base for kind in KINDS if kind.per_trial}
@@ -139,10 +180,33 @@ class TrialConfig:
     def backend(self) -> BackendPlugin:
         return self.plugins["backend"]  # type: ignore[return-value]
 
+    @property
+    def augmenter(self) -> AugmenterPlugin:
+        return self.plugins["augmenter"]  # type: ignore[return-value]
+
+    @property
+    def masking(self) -> MaskingPlugin:
+        return self.plugins["masking"]  # type: ignore[return-value]
+
+    @property
+    def pretraining(self) -> PretrainConfig | None:
+        """The continued-pretraining settings when this configuration runs the stage, else None."""
+        return self.pretrain if self.pretrain is not None and self.pretrain.runs else None
+
+    def stage_runs(self, stage: str | None) -> bool:
+        """Whether the stage of a core section (a kind's ``stage``) runs here; True for None."""
+        runs = {"pretrain": self.pretraining is not None}
+        return stage is None or runs[stage]
+
     def params(self) -> dict[str, Any]:
-        """A flat, namespaced view for logging (``optimizer``, ``optimizer.lion.lr``, ...)."""
+        """A flat, namespaced view for logging (``optimizer``, ``optimizer.lion.lr``, ...); the
+        plugins of a stage that does not run are left out."""
         flat: dict[str, Any] = {f"train.{k}": v for k, v in self.train.model_dump().items()}
+        if self.pretrain is not None:
+            flat.update({f"pretrain.{k}": v for k, v in self.pretrain.model_dump().items()})
         for kind, plugin in self.plugins.items():
+            if not self.stage_runs(kind_named(kind).stage):
+                continue
             flat[kind] = plugin.name
             for key, value in plugin.config.model_dump().items():
                 flat[f"{kind}.{plugin.name}.{key}"] = choice_label(value)

@@ -33,6 +33,7 @@ from criteria.cache import cache_root
 from criteria.data.batching import sorted_batches
 from criteria.data.tokens import EncodedUnits
 from criteria.engine.freezing import REFERENCE_DEPTH
+from criteria.engine.model_source import weights_stamp
 
 __all__ = ["FrozenStates", "PrefixCut", "compute_states", "frozen_depth", "states_for"]
 
@@ -101,17 +102,8 @@ def cache_key(encoded: EncodedUnits, model_name: str, depth: int, runtime: Any) 
     """What the states depend on: the tokenization (tokenizer, max length, units), the model,
     how deep the frozen part goes, and the arithmetic that computed it."""
     parts = [encoded.key, encoded.criteria.key if encoded.criteria is not None else "", model_name, str(depth),
-             str(runtime.precision), str(runtime.attention), _weights_stamp(model_name)]
+             str(runtime.precision), str(runtime.attention), weights_stamp(model_name)]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
-
-
-def _weights_stamp(model_name: str) -> str:
-    folder = Path(model_name)
-    if not folder.is_dir():
-        return ""
-    stamps = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in folder.iterdir()
-                    if p.suffix in (".safetensors", ".bin", ".json"))
-    return repr(stamps)
 
 
 class PrefixCut:

@@ -75,6 +75,9 @@ class TrainingJob:
     runtime: Runtime | None = None
     reports_per_epoch: int = 1  # validation reports to the callbacks per epoch (pruning inside epochs)
     evidence: EvidenceTask | None = None  # evidence binding, trained beside criteria matching (None: off)
+    # What continued pretraining did to make model_name (a criteria.engine.pretraining.AdaptedEncoder),
+    # for reports; None when the model is trained as named.
+    pretrained: Any = None
 
 
 def check_trainable(job: TrainingJob) -> None:

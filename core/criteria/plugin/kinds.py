@@ -8,14 +8,18 @@ imported here.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Literal, Sequence
 
 from criteria.plugin.base import Plugin
 
 if TYPE_CHECKING:  # pragma: no cover
+    import random
+
+    import numpy as np
     import optuna
     import torch
 
+    from criteria.data.augment import AugmentContext, Post
     from criteria.data.corpus import Corpus
     from criteria.data.units import Units
     from criteria.engine.runtime import Runtime
@@ -23,11 +27,13 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "KINDS",
+    "AugmenterPlugin",
     "BackendPlugin",
     "FormulationPlugin",
     "HeadPlugin",
     "Kind",
     "LossPlugin",
+    "MaskingPlugin",
     "OptimizerPlugin",
     "PeftPlugin",
     "PrunerPlugin",
@@ -229,6 +235,47 @@ class LossPlugin(Plugin):
         raise NotImplementedError
 
 
+class MaskingPlugin(Plugin):
+    """Chooses the tokens the continued-pretraining stage (``[pretrain]``) hides from its masked
+    language model.
+
+    :meth:`build` returns ``select(words, rng) -> chosen`` for one token sequence: ``words[i]`` is
+    the index of the word token ``i`` belongs to (the tokens of a word share it, in order), or -1
+    for a special token, which is never chosen; ``rng`` is a ``numpy.random.Generator``; ``chosen``
+    a boolean array, True where the model must predict the token. ``probability`` is the share of
+    the sequence's tokens to choose (``[pretrain] probability``). The stage then replaces 80% of
+    the chosen tokens by the mask token and 10% by a random token, and keeps 10% (BERT's recipe)."""
+
+    kind: ClassVar[str] = "masking"
+
+    def build(self, probability: float) -> Callable[[np.ndarray, np.random.Generator], np.ndarray]:
+        raise NotImplementedError
+
+
+class AugmenterPlugin(Plugin):
+    """Rewrites training posts into extra training examples; validation and test posts are never
+    augmented, and an augmented copy is trained on only where its post is.
+
+    Each training post gets one copy with probability :attr:`probability` (the Config's float
+    ``probability`` field); the copy keeps the post's labels. :meth:`build` returns
+    ``augment(post, rng) -> text | None``: ``post`` is a :class:`criteria.Post` (its sentences, and
+    which of them are evidence for some criterion), ``rng`` a ``random.Random`` seeded by the
+    study's seed and the post's id, so the same seed gives the same text whatever else the split
+    holds; None means nothing to change (no copy). ``build`` returning None turns augmentation off.
+    ``context`` (a :class:`criteria.AugmentContext`) lends what an augmenter may need from the
+    model: its tokenizer, its input embeddings, a masked language model."""
+
+    kind: ClassVar[str] = "augmenter"
+
+    @property
+    def probability(self) -> float:
+        """The share of training posts that get an augmented copy (1 when the Config declares none)."""
+        return float(getattr(self.config, "probability", 1.0))
+
+    def build(self, context: AugmentContext) -> Callable[[Post, random.Random], str | None] | None:
+        raise NotImplementedError
+
+
 class PrunerPlugin(Plugin):
     """Builds an ``optuna.pruners.BasePruner``; chosen once per study.
 
@@ -293,6 +340,9 @@ class Kind:
     per_trial: bool = True
     # False: a study uses one plugin with its defaults unless the spec asks to search (backends).
     searched_by_default: bool = True
+    # The core spec section of the stage that uses this kind (masking strategies: "pretrain"), or
+    # None. A trial whose stage does not run samples nothing of the kind, and logs none of it.
+    stage: str | None = None
 
     @property
     def hook(self) -> str:
@@ -306,6 +356,9 @@ KINDS: tuple[Kind, ...] = (
     Kind("formulation", "formulations", FormulationPlugin, "Formulations"),
     Kind("head", "heads", HeadPlugin, "Classification heads"),
     Kind("loss", "losses", LossPlugin, "Losses"),
+    Kind("augmenter", "augmenters", AugmenterPlugin, "Augmenters", searched_by_default=False),
+    Kind("masking", "masking_strategies", MaskingPlugin, "Masking strategies", searched_by_default=False,
+         stage="pretrain"),
     Kind("backend", "backends", BackendPlugin, "Hardware backends", searched_by_default=False),
     Kind("sampler", "samplers", SamplerPlugin, "Samplers", per_trial=False, searched_by_default=False),
     Kind("pruner", "pruners", PrunerPlugin, "Pruners", per_trial=False, searched_by_default=False),

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from criteria.data.sources import load_corpus
+from criteria.data.texts import load_texts
 from criteria.engine.model_source import resolve_model
 from criteria.spec.load import Spec
 
@@ -17,9 +18,17 @@ __all__ = ["InputsReport", "check_inputs"]
 class InputsReport:
     data: str  # the corpus in one line: posts, criteria, pairs, positives
     model: str
+    pretraining: str = ""  # the [pretrain] corpus in one line, when the spec names one
 
 
 def check_inputs(spec: Spec) -> InputsReport:
-    """Load the spec's corpus and resolve its model; raises the data or model error it meets."""
+    """Load the spec's corpus (and its pretraining corpus) and resolve its model; raises the data
+    or model error it meets."""
     corpus = load_corpus(spec.data, spec.path.parent)
-    return InputsReport(corpus.summary(), resolve_model(spec.model.name).description)
+    pretraining = ""
+    stage = spec.space.pretrain
+    if stage is not None and stage.fixed.get("corpus") is not None:
+        path = stage.fixed["corpus"]
+        texts = load_texts(path, stage.fixed.get("text_column", "text"))
+        pretraining = f"{path}: {len(texts)} texts, {sum(len(t.split()) for t in texts)} words"
+    return InputsReport(corpus.summary(), resolve_model(spec.model.name).description, pretraining)

@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from criteria.engine.config import TrainConfig
+from criteria.engine.config import PretrainConfig, TrainConfig
 from criteria.errors import CriteriaError, did_you_mean
 from criteria.plugin.base import Plugin
 from criteria.plugin.compatibility import conflict
@@ -30,12 +30,12 @@ from criteria.plugin.kinds import KINDS, Kind
 from criteria.plugin.registry import Registry
 from criteria.spec.choices import PluginChoices
 from criteria.spec.errors import SpecError, SpecProblem
-from criteria.spec.schema import CORE_SECTIONS, DataSection, ModelSection, StudySection
-from criteria.spec.space import KindSpace, SearchSpace
+from criteria.spec.schema import CORE_SECTIONS, SEARCHABLE_SECTIONS, DataSection, ModelSection, StudySection
+from criteria.spec.space import ConfigSpace, KindSpace, SearchSpace
 from criteria.spec.tables import build_config_space
 
-# [train] is read apart: its fields may be searched, like a plugin's.
-_FIXED_SECTIONS = {name: model for name, model in CORE_SECTIONS.items() if name != "train"}
+# [train] and [pretrain] are read apart: their fields may be searched, like a plugin's.
+_FIXED_SECTIONS = {name: model for name, model in CORE_SECTIONS.items() if name not in SEARCHABLE_SECTIONS}
 _KIND_KEYS = {"use", "search_params"}
 
 
@@ -117,6 +117,8 @@ def parse_spec(raw: dict[str, Any], path: Path, registry: Registry) -> Spec:
         TrainConfig, train_table, prefix="train", search_declared=False, allow_search=True,
         problems=problems, owner="[train]",
     )
+    pretrain = _pretrain_space(raw, path, problems)
+    problems.extend(_stage_problems(raw))
 
     study_section = sections["study"]
     multi_objective = isinstance(study_section, StudySection) and study_section.multi_objective
@@ -133,7 +135,7 @@ def parse_spec(raw: dict[str, Any], path: Path, registry: Registry) -> Spec:
 
     if not problems:
         problems.extend(_compatibility_problems(raw, per_trial, study_plugins))
-    space = SearchSpace(train, per_trial, context=tuple(study_plugins.values()))
+    space = SearchSpace(train, per_trial, context=tuple(study_plugins.values()), pretrain=pretrain)
     if multi_objective and not problems:
         problems.extend(_multi_objective_problems(study_section, study_plugins, registry))
     if isinstance(study_section, StudySection) and not problems:
@@ -150,6 +152,49 @@ def parse_spec(raw: dict[str, Any], path: Path, registry: Registry) -> Spec:
         model=sections["model"], space=space,  # type: ignore[arg-type]
         study_plugins=study_plugins, registry=registry,
     )
+
+
+def _pretrain_space(raw: dict[str, Any], path: Path, problems: list[SpecProblem]) -> ConfigSpace | None:
+    """The ``[pretrain]`` section's space (None without the section), its corpus resolved against
+    the spec's folder and checked to be a file."""
+    if "pretrain" not in raw:
+        return None
+    table = raw["pretrain"]
+    if not isinstance(table, dict):
+        problems.append(SpecProblem("pretrain", "[pretrain] must be a table", given=table,
+                                    hint="write a [pretrain] header followed by key = value lines"))
+        return None
+    space = build_config_space(PretrainConfig, table, prefix="pretrain", search_declared=False, allow_search=True,
+                               problems=problems, owner="[pretrain]")
+    for key in ("corpus", "text_column"):
+        if key in space.searched:
+            problems.append(SpecProblem(f"pretrain.{key}", f"{key} cannot be searched", given=table[key],
+                                        hint=f"give one value, e.g. {key} = \"{'domain.txt' if key == 'corpus' else 'text'}\""))
+            del space.searched[key]
+    corpus = space.fixed.get("corpus")
+    if corpus is not None:
+        resolved = (path.parent / corpus).expanduser().resolve()
+        if not resolved.is_file():
+            problems.append(SpecProblem(
+                "pretrain.corpus", f"the pretraining corpus {resolved} is not a file", given=str(corpus),
+                hint="name a text file (one document per line) or a CSV file, relative to the spec file's folder",
+            ))
+        space.fixed["corpus"] = resolved
+    elif not space.fixed.get("tapt", True) and "tapt" not in space.searched:
+        problems.append(SpecProblem(
+            "pretrain", "[pretrain] has nothing to pretrain on: no corpus, and tapt = false", given=table,
+            hint='name a corpus (corpus = "domain.txt"), or set tapt = true to pretrain on the training posts',
+        ))
+    return space
+
+
+def _stage_problems(raw: dict[str, Any]) -> list[SpecProblem]:
+    """A kind that only serves a stage (masking strategies serve [pretrain]) set in a spec
+    without that stage's section does nothing: say so rather than ignore it."""
+    return [SpecProblem(kind.name, f"[{kind.name}] chooses the {kind.title.lower()} of the [{kind.stage}] stage, "
+                        f"and this spec has no [{kind.stage}] section", given=raw[kind.name],
+                        hint=f"add a [{kind.stage}] section, or remove [{kind.name}]")
+            for kind in KINDS if kind.stage is not None and kind.name in raw and kind.stage not in raw]
 
 
 def _compatibility_problems(raw: dict[str, Any], per_trial: dict[str, KindSpace],

@@ -1,8 +1,10 @@
-"""The core-owned sections of a spec: ``[study]``, ``[data]``, ``[model]`` and ``[train]``.
+"""The core-owned sections of a spec: ``[study]``, ``[data]``, ``[model]``, ``[train]`` and
+``[pretrain]``.
 
 ``[train]`` is the engine's :class:`~criteria.engine.config.TrainConfig` (the knobs every trial
-shares); its fields declare search ranges exactly like plugin configs, so a spec fixes or searches
-them the same way (``batch_size = {choices = [16, 32]}``).
+shares) and ``[pretrain]`` its :class:`~criteria.engine.config.PretrainConfig` (continued
+pretraining, only when the section is there); their fields declare search ranges exactly like
+plugin configs, so a spec fixes or searches them the same way (``batch_size = {choices = [16, 32]}``).
 """
 
 from __future__ import annotations
@@ -20,11 +22,12 @@ from pydantic import (
     model_validator,
 )
 
-from criteria.engine.config import TrainConfig
+from criteria.engine.config import PretrainConfig, TrainConfig
 from criteria.engine.metric_names import OBJECTIVE_METRICS
 from criteria.plugin.base import StrictModel
 
-__all__ = ["CORE_SECTIONS", "DataSection", "ModelSection", "Section", "StudySection", "TrainConfig"]
+__all__ = ["CORE_SECTIONS", "SEARCHABLE_SECTIONS", "DataSection", "ModelSection", "PretrainConfig", "Section",
+           "StudySection", "TrainConfig"]
 
 
 class Section(StrictModel):
@@ -257,4 +260,7 @@ CORE_SECTIONS: dict[str, type[BaseModel]] = {
     "data": DataSection,
     "model": ModelSection,
     "train": TrainConfig,
+    "pretrain": PretrainConfig,
 }
+#: The core sections whose fields a spec may search, like a plugin's.
+SEARCHABLE_SECTIONS = ("train", "pretrain")

@@ -2,7 +2,9 @@
 
 Define-by-run: per kind a categorical over the allowed plugins (``optimizer``), then the chosen
 plugin's parameters namespaced by kind and plugin (``optimizer.lion.lr``), so conditional spaces
-come for free and names never collide. Core knobs live under ``train.``. A sampled point is an
+come for free and names never collide. Core knobs live under ``train.`` (and ``pretrain.``, with
+a ``[pretrain]`` section); a kind that serves a stage (masking strategies) is sampled only in
+trials whose stage runs. A sampled point is an
 engine :class:`~criteria.engine.config.TrialConfig`; :mod:`criteria.spec.tables` reads the spec
 tables that fix or narrow each parameter. Plugins that require or exclude one another narrow the
 later kinds' choices (:mod:`criteria.spec.choices`).
@@ -83,12 +85,14 @@ class KindSpace:
 
 @dataclass
 class SearchSpace:
-    """Everything a trial samples: the train knobs and each per-trial kind. ``context`` holds the
-    plugins fixed for the whole study (sampler, pruner), which may rule out per-trial ones."""
+    """Everything a trial samples: the train knobs, the pretraining stage's (when the spec has
+    one) and each per-trial kind. ``context`` holds the plugins fixed for the whole study
+    (sampler, pruner), which may rule out per-trial ones."""
 
     train: ConfigSpace
     kinds: dict[str, KindSpace]
     context: Sequence[Plugin] = ()
+    pretrain: ConfigSpace | None = None
     choices: PluginChoices = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -101,21 +105,29 @@ class SearchSpace:
         """Sample one configuration from an ``optuna.Trial`` (define-by-run), offering at each
         kind only the plugins compatible with those chosen before it."""
         train = self.train.suggest(trial)
+        pretrain = self.pretrain.suggest(trial) if self.pretrain is not None else None
+        runs = {"pretrain": pretrain is not None and pretrain.runs}  # type: ignore[attr-defined]
         plugins: dict[str, Plugin] = {}
         for name, kind_space in self.kinds.items():
             offered = [cls.name for cls in self.choices.allowed(name, [type(p) for p in plugins.values()])]
-            plugins[name] = kind_space.suggest(trial, offered)
-        return TrialConfig(train, plugins)
+            stage = kind_space.kind.stage
+            # A stage that does not run uses none of its kind: nothing is sampled for it.
+            plugins[name] = kind_space.suggest(trial, offered) if stage is None or runs[stage] \
+                else kind_space.default(offered[0])
+        return TrialConfig(train, plugins, pretrain)  # type: ignore[arg-type]
 
     def default(self) -> TrialConfig:
         """The configuration a single training run uses: the first listed plugin of each kind that
         fits those before it, frozen values, defaults."""
         first = self.choices.first()
         return TrialConfig(self.train.default(),
-                           {name: ks.default(first[name].name) for name, ks in self.kinds.items()})
+                           {name: ks.default(first[name].name) for name, ks in self.kinds.items()},
+                           self.pretrain.default() if self.pretrain is not None else None)  # type: ignore[arg-type]
 
     def dimensions(self) -> list[tuple[str, SearchRange]]:
         dims = list(self.train.dimensions())
+        if self.pretrain is not None:
+            dims.extend(self.pretrain.dimensions())
         offered = self.choices.offered()
         for name, kind_space in self.kinds.items():
             dims.extend(kind_space.dimensions(offered[name]))

@@ -29,6 +29,7 @@ from criteria.study.prepare import PreparedData, make_job
 from criteria.study.progress import StudyProgress
 from criteria.study.reports import TrialRecord, model_dropped, write_report
 from criteria.study.single import save_run_model
+from criteria.study.stages import PRETRAINED_ATTR
 from criteria.study.tracking import MLFLOW_RUN_ATTR, StudyTracker
 
 __all__ = ["Objective", "reduce_epochs", "reduce_folds"]
@@ -119,7 +120,9 @@ class Objective:
                 record.fold(fold, split.name)
                 report = self._reporter(trial, run_id, fold, epochs, len(self.splits), record)
                 job = make_job(self.spec, self.data, config, split.train, split.validation, callbacks=[report],
-                               runtime=runtime)
+                               runtime=runtime, announce=self.progress.stage_finished)
+                if job.pretrained is not None:
+                    self._record_pretraining(trial, run_id, fold, job.pretrained)
                 result = fit(job, self.progress)
                 first_fold = first_fold or result
                 fold_values.append(self._fold_value(result.history))
@@ -155,6 +158,19 @@ class Objective:
         if self.tracker:
             self.tracker.end_trial(run_id, "complete", value=named)
         return value
+
+    def _record_pretraining(self, trial: Any, run_id: str | None, fold: int, adapted: Any) -> None:
+        """Whether the fold's adapted encoder came from the cache (a trial attribute, counted by the
+        study's summary), and its MLM loss curve in the trial's run (one value per optimizer step)."""
+        records = [*trial.user_attrs.get(PRETRAINED_ATTR, ()), {"fold": fold, "key": adapted.key,
+                                                                "cached": adapted.cached}]
+        trial.set_user_attr(PRETRAINED_ATTR, records)
+        if self.tracker:
+            prefix = f"fold{fold}/" if len(self.splits) > 1 else ""
+            self.tracker.log_series(run_id, f"{prefix}pretrain_mlm_loss", adapted.losses)
+            self.tracker.log_series(run_id, f"{prefix}pretrain_mlm_loss_epoch", adapted.epoch_losses)
+            self.tracker.tag_run(run_id, {f"criteria.{prefix}pretrain": "cache" if adapted.cached else "pretrained",
+                                          f"criteria.{prefix}pretrain_key": adapted.key})
 
     def _keep(self, trial: Any, run_id: str | None, record: TrialRecord, result: Any, config: Any, value: Any,
               named: Any) -> None:

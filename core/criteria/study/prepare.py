@@ -5,8 +5,9 @@ jobs for the engine, and scoring a model or the TF-IDF baseline on chosen pairs.
 from __future__ import annotations
 
 import warnings
+from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -26,6 +27,7 @@ from criteria.engine.runtime import Runtime
 from criteria.errors import CriteriaWarning
 from criteria.plugin.kinds import FormulationPlugin
 from criteria.spec.load import Spec
+from criteria.study.stages import run_stages
 
 __all__ = ["PreparedData", "baseline_metrics", "evaluate_indices", "make_job", "prepare_data"]
 
@@ -39,17 +41,23 @@ class PreparedData:
     test_indices: tuple[int, ...]
     evidence: EvidencePairs  # the corpus plus its evidence-sentence pairs, which only training sees
     sentences: SentenceIndex  # the posts' sentences and each met pair's evidence among them (evidence binding)
-    _encodings: dict[str, EncodedUnits] = field(default_factory=dict, repr=False)
-    _evidence_tasks: dict[str, EvidenceTask] = field(default_factory=dict, repr=False)
+    # what the stages before training keep for the whole study (criteria.study.stages)
+    stage_cache: dict[Any, Any] = field(default_factory=dict, repr=False)
+    _encodings: OrderedDict[str, EncodedUnits] = field(default_factory=OrderedDict, repr=False)
+    _evidence_tasks: OrderedDict[str, EvidenceTask] = field(default_factory=OrderedDict, repr=False)
 
-    def encode(self, formulation: FormulationPlugin) -> EncodedUnits:
-        """Token ids of ``formulation``'s units for every pair of ``evidence.corpus`` (the corpus's
-        own pairs come first, under the same indices), tokenized once per formulation and cached
-        on disk for later runs."""
-        units = formulation.units(self.evidence.corpus)
+    def encode(self, formulation: FormulationPlugin, corpus: Corpus | None = None) -> EncodedUnits:
+        """Token ids of ``formulation``'s units for every pair of ``corpus`` (default:
+        ``evidence.corpus``, whose own pairs come first under the same indices), tokenized once
+        per formulation and corpus, and cached on disk for later runs."""
+        corpus = corpus or self.evidence.corpus
+        units = formulation.units(corpus)
         key = units.sha256
         if key not in self._encodings:
-            self._encodings[key] = encode_units(self.tokenizer, units, self.max_length, corpus=self.evidence.corpus)
+            self._encodings[key] = encode_units(self.tokenizer, units, self.max_length, corpus=corpus)
+            while len(self._encodings) > 8:  # augmented corpora differ per trial: keep the recent ones
+                self._encodings.popitem(last=False)
+        self._encodings.move_to_end(key)
         return self._encodings[key]
 
     def evidence_gold(self) -> dict[int, tuple[int, ...]]:
@@ -58,15 +66,21 @@ class PreparedData:
         return {i: self.sentences.evidence[(p.post_id, p.criterion_id)] for i, p in enumerate(self.corpus.pairs)
                 if (p.post_id, p.criterion_id) in self.sentences.evidence}
 
-    def evidence_task(self, formulation: FormulationPlugin) -> EvidenceTask | None:
-        """Evidence binding on ``formulation``'s units (each token's sentence, each pair's
-        evidence), built once per formulation; None when the data has no sentence evidence."""
+    def evidence_task(self, formulation: FormulationPlugin, corpus: Corpus | None = None) -> EvidenceTask | None:
+        """Evidence binding on ``formulation``'s units of ``corpus`` (default: ``evidence.corpus``;
+        a corpus extended by augmented copies has units of its own): each token's sentence, each
+        pair's evidence; built once per formulation and corpus; None when the data has no sentence
+        evidence. Augmented copies have no located sentences: they train criteria matching only."""
         if not self.sentences:
             return None
-        encoded = self.encode(formulation)
+        corpus = corpus or self.evidence.corpus
+        encoded = self.encode(formulation, corpus)
         if encoded.key not in self._evidence_tasks:
-            self._evidence_tasks[encoded.key] = EvidenceTask.build(self.tokenizer, encoded, self.evidence.corpus,
-                                                                   self.sentences, self.max_length)
+            self._evidence_tasks[encoded.key] = EvidenceTask.build(self.tokenizer, encoded, corpus, self.sentences,
+                                                                   self.max_length)
+            while len(self._evidence_tasks) > 8:  # as for the encodings: augmented corpora differ per trial
+                self._evidence_tasks.popitem(last=False)
+        self._evidence_tasks.move_to_end(encoded.key)
         return self._evidence_tasks[encoded.key]
 
 
@@ -82,22 +96,27 @@ def prepare_data(spec: Spec) -> PreparedData:
     return PreparedData(corpus, tokenizer, spec.data.max_length, tuple(rest), tuple(test), evidence, sentences)
 
 
-def make_job(spec: Spec, data: PreparedData, config: TrialConfig, train_idx, val_idx, **kwargs: Any) -> TrainingJob:
+def make_job(spec: Spec, data: PreparedData, config: TrialConfig, train_idx, val_idx, *,
+             announce: Callable[[str], None] | None = None, **kwargs: Any) -> TrainingJob:
     """A job for the engine: ``config`` trained on ``train_idx`` (plus their posts' evidence
-    sentences when asked) and validated on ``val_idx``; ``kwargs`` go to the job (runtime,
-    callbacks)."""
+    sentences when asked, and their augmented copies) and validated on ``val_idx``, from the
+    encoder the pretraining stage adapted when it runs (:mod:`criteria.study.stages`;
+    ``announce`` hears what the stages did); ``kwargs`` go to the job (runtime, callbacks)."""
+    staged = run_stages(spec, data, config, train_idx, kwargs.get("runtime"), announce)
     train_idx = list(train_idx)
     if config.train.evidence_sentences:
         train_idx += data.evidence.for_posts(set(data.corpus.post_ids(train_idx)))
+    train_idx += staged.augmented
     _warn_single_class_criteria(data.evidence.corpus, val_idx)
     job = TrainingJob(
-        corpus=data.evidence.corpus, encoded=data.encode(config.formulation), train_indices=train_idx,
-        validation_indices=val_idx,
-        config=config, model_name=spec.model.name, pad_token_id=data.tokenizer.pad_token_id or 0,
+        corpus=staged.corpus, encoded=data.encode(config.formulation, staged.corpus), train_indices=train_idx,
+        validation_indices=val_idx, pretrained=staged.pretrained,
+        config=config, model_name=staged.model_name, pad_token_id=data.tokenizer.pad_token_id or 0,
         mask_token_id=_mask_token_id(data.tokenizer), special_token_ids=tuple(data.tokenizer.all_special_ids),
         metric=spec.study.metric, direction=spec.study.direction, seed=spec.study.seed,
         tune_threshold=config.train.tune_threshold, reports_per_epoch=spec.study.reports_per_epoch,
-        evidence=data.evidence_task(config.formulation) if config.train.evidence_loss_weight > 0 else None, **kwargs,
+        evidence=data.evidence_task(config.formulation, staged.corpus) if config.train.evidence_loss_weight > 0
+        else None, **kwargs,
     )
     check_trainable(job)
     return job

@@ -36,6 +36,10 @@ class StudyProgress(FitProgress):
     def trial_started(self, number: int) -> None:
         """Trial ``number`` begins (its folds' epochs follow)."""
 
+    def stage_finished(self, line: str) -> None:
+        """A stage before training (continued pretraining, augmentation) is done; ``line`` says
+        what it did."""
+
     def trial_finished(self, trial: Any, finished: int) -> None:
         """``trial`` (an ``optuna.trial.FrozenTrial``) ended; ``finished`` trials now count."""
 

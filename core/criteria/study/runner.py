@@ -39,6 +39,7 @@ from criteria.study.pareto import FrontTrial, exported_trial, order_front
 from criteria.study.prepare import PreparedData, prepare_data
 from criteria.study.progress import StudyPlan, StudyProgress
 from criteria.study.reports import REPORTS_FOLDER
+from criteria.study.stages import pretraining_counts
 from criteria.study.storage import (
     PatientTrial,
     RetryLostTrials,
@@ -95,6 +96,7 @@ class StudySummary:
     complete: bool = False  # the study has its trials (or its time is up) and nothing runs
     export_here: bool = False  # complete, and this worker ran the trial that finished last: it exports
     worker: str = ""  # this process as a worker ("w0 host:pid"); empty when it ran no trials
+    pretraining: dict[str, int] = field(default_factory=dict)  # adapted encoders used, pretrained, from the cache
 
 
 def finished_trials(study: Any) -> int:
@@ -363,7 +365,7 @@ def summarize(study: Any, spec: Spec, seconds: float, interrupted: bool, tracker
         counts=counts, best_value=best.value if best and not front else None,
         best_params=dict(best.params) if best else {}, best_trial=best.number if best else None, seconds=seconds,
         interrupted=interrupted, failures=failures, metrics=spec.study.metrics, directions=spec.study.directions,
-        front=front, trials_per_worker=dict(sorted(per_worker.items())),
+        front=front, pretraining=pretraining_counts(trials), trials_per_worker=dict(sorted(per_worker.items())),
     )
 
 

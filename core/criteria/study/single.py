@@ -49,7 +49,8 @@ def train_from_spec(spec: Spec, output: Path, *, progress: StudyProgress | None 
     if progress:
         progress.run_started(runtime.describe(), data.corpus.summary())
     split = holdout(data.corpus, data.study_indices, spec.data.validation_fraction, spec.study.seed)
-    job = make_job(spec, data, config, split.train, split.validation, runtime=runtime)
+    job = make_job(spec, data, config, split.train, split.validation, runtime=runtime,
+                   announce=progress.stage_finished if progress else None)
     result = fit(job, progress=progress)
     validation = result.best.metrics
     validation["threshold"] = result.threshold
@@ -69,6 +70,7 @@ def train_from_spec(spec: Spec, output: Path, *, progress: StudyProgress | None 
                      "seconds": r.seconds, "train_samples_per_second": r.train_samples_per_second,
                      "overall": r.metrics["overall"]} for r in result.history],
         "seconds": seconds, "data_sha256": data.corpus.sha256,
+        "pretraining": job.pretrained.record if job.pretrained is not None else None,
     }, "run metrics")
     return RunResult(folder, result, validation, test, baseline_test, seconds)
 

@@ -144,6 +144,17 @@ class StudyTracker:
         if batch:
             self.client.log_batch(run_id, metrics=batch)
 
+    def log_series(self, run_id: str, key: str, values: list[float], first_step: int = 1) -> None:
+        """A curve in one call: ``values[i]`` of ``key`` at step ``first_step + i``."""
+        import math
+
+        from mlflow.entities import Metric
+
+        stamp = _now_ms()
+        batch = [Metric(key, float(v), stamp, first_step + i) for i, v in enumerate(values) if math.isfinite(v)]
+        for start in range(0, len(batch), 1000):  # MLflow takes at most 1000 metrics per batch
+            self.client.log_batch(run_id, metrics=batch[start:start + 1000])
+
     def end_trial(self, run_id: str, state: str, reason: str = "",
                   value: float | dict[str, float] | None = None) -> None:
         """``value``: the objective, or with several objectives a value per metric name (logged
@@ -169,6 +180,7 @@ class StudyTracker:
         self.log_metrics(self.parent_id, metrics, step=0)
 
     def tag_run(self, run_id: str | None, tags: dict[str, str]) -> None:
+        """Tags on a trial's run (none without one)."""
         if run_id:
             for key, value in tags.items():
                 self.client.set_tag(run_id, key, value[:5000])
