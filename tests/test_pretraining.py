@@ -252,7 +252,7 @@ use = "multilabel"
     assert summary.pretraining == {"used": 2, "pretrained": 1, "cached": 1}
     records = [t.user_attrs["pretrained"][0] for t in study.trials]
     assert [r["cached"] for r in records] == [False, True] and records[0]["key"] == records[1]["key"]
-    client = MlflowClient()
+    client = MlflowClient(tracker.uri)  # the tracker's store, whatever an earlier test set as the default
     runs = client.search_runs([tracker.experiment_id], "tags.`criteria.trial` = '1'")
     curve = client.get_metric_history(runs[0].info.run_id, "pretrain_mlm_loss")
     assert len(curve) >= 2 and [m.step for m in curve] == list(range(1, len(curve) + 1))
