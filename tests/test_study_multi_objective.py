@@ -89,7 +89,10 @@ def test_two_metric_nsga2_study_returns_value_tuples_and_exports_the_fronts_best
     exported = max(study.best_trials, key=lambda t: (t.values[0], -t.number))
     assert summary.best_trial == exported.number == summary.front[0].number
     assert summary.best_params == exported.params
-    kept = json.loads((workdir / "out" / "best-model" / "model" / "criteria_model.json").read_text())
+    from criteria.study.folders import KEPT_FOLDER, kept_model_folder
+
+    kept_folder = kept_model_folder(workdir / "out" / KEPT_FOLDER, exported.number)  # the study kept its model
+    kept = json.loads((kept_folder / "model" / "criteria_model.json").read_text())
     assert kept["trial"] == exported.number and kept["value"] == pytest.approx(dict(zip(spec.study.metrics, exported.values)))
 
     export = export_best(study, spec, data, workdir / "out", tracker)
