@@ -94,7 +94,8 @@ def test_copies_keep_their_posts_labels_after_every_existing_pair():
     assert posts_of(corpus, ["p1"])[0].evidence == (True, False)
 
 
-def test_a_job_augments_its_training_posts_and_nothing_else(tmp_path, tiny_bert, registry):
+def augmenting_job(tmp_path, tiny_bert, train: str = ""):
+    """A multilabel job on the tiny model whose every training post gets a drop_context copy."""
     spec = load_spec(write_tiny_spec(tmp_path, tiny_bert, """
 [augmenter]
 use = "drop_context"
@@ -102,11 +103,14 @@ use = "drop_context"
 probability = 1.0
 [formulation]
 use = "multilabel"
-"""), get_registry())
+""", train=train), get_registry())
     data = prepare_data(spec)
-    config = spec.space.default()
     split = holdout(data.corpus, data.study_indices, 0.2, spec.study.seed)
-    job = make_job(spec, data, config, split.train, split.validation)
+    return data, split, make_job(spec, data, spec.space.default(), split.train, split.validation)
+
+
+def test_a_job_augments_its_training_posts_and_nothing_else(tmp_path, tiny_bert, registry):
+    data, split, job = augmenting_job(tmp_path, tiny_bert)
     copies = {job.corpus.pairs[i].post_id for i in job.train_indices if "#augmented" in job.corpus.pairs[i].post_id}
     sources = {copy.split("#")[0] for copy in copies}
     training = set(data.corpus.post_ids(split.train))
@@ -162,18 +166,7 @@ def test_contextual_replacement_puts_in_no_function_words_or_contraction_pieces(
 def test_augmented_copies_train_beside_evidence_binding(tmp_path, tiny_bert):
     from criteria.engine.fit import fit
 
-    spec = load_spec(write_tiny_spec(tmp_path, tiny_bert, """
-[augmenter]
-use = "drop_context"
-[augmenter.drop_context]
-probability = 1.0
-[formulation]
-use = "multilabel"
-""", train="evidence_loss_weight = 0.5"), get_registry())
-    data = prepare_data(spec)
-    config = spec.space.default()
-    split = holdout(data.corpus, data.study_indices, 0.2, spec.study.seed)
-    job = make_job(spec, data, config, split.train, split.validation)
+    _, _, job = augmenting_job(tmp_path, tiny_bert, train="evidence_loss_weight = 0.5")
     assert job.evidence is not None and any("#augmented" in job.corpus.pairs[i].post_id for i in job.train_indices)
     result = fit(job)
     assert "evidence_mrr" in result.best.metrics["overall"]
